@@ -1,0 +1,104 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import type { FastifyRequest, onRequestHookHandler } from 'fastify'
+
+// One schema per option object: validation at register/onRoute and the public TypeScript types
+// both come from here, so they cannot drift apart.
+
+const Seconds = Type.Integer({ minimum: 1 })
+const Millis = Type.Integer({ minimum: 1 })
+const BackendKind = Type.Union([Type.Literal('memory'), Type.Literal('redis'), Type.Literal('memcached')])
+
+/** Checked as "is a function"; the static type says what the function receives. */
+function FunctionOf<T> (): TSchema & { static: T } {
+  return Type.Unsafe<T>(Type.Function([], Type.Unknown()))
+}
+
+export const RedisOptionsSchema = Type.Object({
+  url: Type.Optional(Type.String({ minLength: 1 })),
+  host: Type.Optional(Type.String({ minLength: 1 })),
+  port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+  db: Type.Optional(Type.Integer({ minimum: 0 })),
+  username: Type.Optional(Type.String()),
+  password: Type.Optional(Type.String()),
+  tls: Type.Optional(Type.Union([Type.Boolean(), Type.Record(Type.String(), Type.Unknown())])),
+  connectTimeout: Type.Optional(Millis),
+  /** An ioredis `Redis` or `Cluster` the plugin uses as is and never closes. */
+  client: Type.Optional(Type.Unsafe<import('ioredis').Redis | import('ioredis').Cluster>(Type.Object({}))),
+}, { additionalProperties: false })
+
+export const MemcachedOptionsSchema = Type.Object({
+  servers: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })])),
+  username: Type.Optional(Type.String()),
+  password: Type.Optional(Type.String()),
+  timeout: Type.Optional(Millis),
+  /** A memjs `Client` the plugin uses as is and never closes. */
+  client: Type.Optional(Type.Unsafe<import('memjs').Client>(Type.Object({}))),
+}, { additionalProperties: false })
+
+export const MemoryOptionsSchema = Type.Object({
+  maxEntries: Type.Optional(Type.Integer({ minimum: 1 })),
+  maxBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+}, { additionalProperties: false })
+
+export const BackendSpecSchema = Type.Object({
+  backend: BackendKind,
+  redis: Type.Optional(RedisOptionsSchema),
+  memcached: Type.Optional(MemcachedOptionsSchema),
+  memory: Type.Optional(MemoryOptionsSchema),
+}, { additionalProperties: false })
+
+export const ManagementRoutesSchema = Type.Object({
+  prefix: Type.Optional(Type.String({ pattern: '^/' })),
+  /** The access check: one hook or several, run before every management route. */
+  onRequest: Type.Optional(Type.Union([
+    FunctionOf<onRequestHookHandler>(),
+    Type.Array(FunctionOf<onRequestHookHandler>()),
+  ])),
+  allowUnauthenticated: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false })
+
+export const PluginOptionsSchema = Type.Object({
+  enabled: Type.Optional(Type.Boolean()),
+  backend: Type.Optional(BackendKind),
+  backends: Type.Optional(Type.Record(Type.String({ minLength: 1 }), BackendSpecSchema)),
+  defaultExpiration: Type.Optional(Seconds),
+  maxExpiration: Type.Optional(Seconds),
+  keyPrefix: Type.Optional(Type.String({ minLength: 1 })),
+  redis: Type.Optional(RedisOptionsSchema),
+  memcached: Type.Optional(MemcachedOptionsSchema),
+  memory: Type.Optional(MemoryOptionsSchema),
+  compression: Type.Optional(Type.Object({
+    enabled: Type.Optional(Type.Boolean()),
+    threshold: Type.Optional(Type.Integer({ minimum: 0 })),
+  }, { additionalProperties: false })),
+  statistics: Type.Optional(Type.Boolean()),
+  fallback: Type.Optional(Type.Union([Type.Literal('memory'), Type.Literal('none')])),
+  operationTimeout: Type.Optional(Millis),
+  cacheHeader: Type.Optional(Type.Union([Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }), Type.Literal(false)])),
+  managementRoutes: Type.Optional(Type.Union([Type.Literal(false), ManagementRoutesSchema])),
+}, { additionalProperties: false })
+
+const IdType = Type.Union([Type.Literal('integer'), Type.Literal('string')])
+
+export const RouteCacheConfigSchema = Type.Object({
+  keyPrefix: Type.Union([Type.String({ minLength: 1 }), FunctionOf<(request: FastifyRequest) => string>()]),
+  resourceIdName: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Null()])),
+  resourceIdType: Type.Optional(Type.Union([IdType, Type.Array(IdType, { minItems: 1 })])),
+  expiration: Type.Optional(Seconds),
+  toInvalidateExtra: Type.Optional(Type.Record(Type.String({ minLength: 1 }), Type.String({ minLength: 1 }))),
+  patternToInvalidateExtra: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+  backendName: Type.Optional(Type.String({ minLength: 1 })),
+  statusCodes: Type.Optional(Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { minItems: 1 })),
+  vary: Type.Optional(Type.Array(Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }))),
+}, { additionalProperties: false })
+
+export type BackendKind = Static<typeof BackendKind>
+export type RedisOptions = Static<typeof RedisOptionsSchema>
+export type MemcachedOptions = Static<typeof MemcachedOptionsSchema>
+export type MemoryOptions = Static<typeof MemoryOptionsSchema>
+export type BackendSpec = Static<typeof BackendSpecSchema>
+export type ManagementRoutesOptions = Static<typeof ManagementRoutesSchema>
+/** Options of `app.register(serverCache, options)`. */
+export type ServerCacheOptions = Static<typeof PluginOptionsSchema>
+/** A route's `config.cache`. */
+export type RouteCacheConfig = Static<typeof RouteCacheConfigSchema>
