@@ -19,6 +19,8 @@ export class CacheConfigurationError extends CacheError {
 /** A route or call asks for something the cache cannot do (e.g. invalidation on a GET route). */
 export class InvalidRequestError extends CacheError {
   override readonly code = 'FST_CACHE_INVALID_REQUEST'
+  /** Fastify answers 400 when a handler lets this one through (e.g. a bad namespace). */
+  readonly statusCode = 400
 }
 
 /** Memcached has no way to enumerate keys, so glob patterns cannot be matched there. */

@@ -6,7 +6,7 @@ import type { FastifyRequest, onRequestHookHandler } from 'fastify'
 
 const Seconds = Type.Integer({ minimum: 1 })
 const Millis = Type.Integer({ minimum: 1 })
-const BackendKind = Type.Union([Type.Literal('memory'), Type.Literal('redis'), Type.Literal('memcached')])
+const BackendKindSchema = Type.Union([Type.Literal('memory'), Type.Literal('redis'), Type.Literal('memcached')])
 
 /** Checked as "is a function"; the static type says what the function receives. */
 function FunctionOf<T> (): TSchema & { static: T } {
@@ -41,7 +41,7 @@ export const MemoryOptionsSchema = Type.Object({
 }, { additionalProperties: false })
 
 export const BackendSpecSchema = Type.Object({
-  backend: BackendKind,
+  backend: BackendKindSchema,
   redis: Type.Optional(RedisOptionsSchema),
   memcached: Type.Optional(MemcachedOptionsSchema),
   memory: Type.Optional(MemoryOptionsSchema),
@@ -59,7 +59,7 @@ export const ManagementRoutesSchema = Type.Object({
 
 export const PluginOptionsSchema = Type.Object({
   enabled: Type.Optional(Type.Boolean()),
-  backend: Type.Optional(BackendKind),
+  backend: Type.Optional(BackendKindSchema),
   backends: Type.Optional(Type.Record(Type.String({ minLength: 1 }), BackendSpecSchema)),
   defaultExpiration: Type.Optional(Seconds),
   maxExpiration: Type.Optional(Seconds),
@@ -92,7 +92,7 @@ export const RouteCacheConfigSchema = Type.Object({
   vary: Type.Optional(Type.Array(Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }))),
 }, { additionalProperties: false })
 
-export type BackendKind = Static<typeof BackendKind>
+export type BackendKind = Static<typeof BackendKindSchema>
 export type RedisOptions = Static<typeof RedisOptionsSchema>
 export type MemcachedOptions = Static<typeof MemcachedOptionsSchema>
 export type MemoryOptions = Static<typeof MemoryOptionsSchema>

@@ -1,0 +1,125 @@
+import { createHash } from 'node:crypto'
+import { gunzipSync, gzipSync } from 'node:zlib'
+
+/*
+ * The entry format, shared by every store so that entries mean the same everywhere:
+ *
+ *   byte 0      MAGIC (0xFC) - anything else under our key is foreign or corrupt
+ *   byte 1      FORMAT version
+ *   byte 2      kind (low 4 bits) | COMPRESSED flag
+ *   response:   uint32 BE meta length, meta JSON, body bytes (gzip when COMPRESSED)
+ *   value:      JSON bytes (gzip when COMPRESSED)
+ *   variants:   the token of the key's variant set, as UTF-8
+ *
+ * Only the body is ever compressed: meta stays small, and a reader can tell the kind from three
+ * bytes. Decoding is memoized per Buffer instance: the memory store hands back the Buffer it was
+ * given, so a hot memory entry is parsed once, not on every hit.
+ */
+const MAGIC = 0xFC
+const FORMAT = 1
+const COMPRESSED = 0x10
+const KIND_RESPONSE = 1
+const KIND_VALUE = 2
+const KIND_VARIANTS = 3
+
+export interface ResponseEntry {
+  kind: 'response'
+  status: number
+  /** Lower-case names; only headers safe to replay to another client. */
+  headers: Record<string, string>
+  /** ms since epoch, for the `age` header. */
+  storedAt: number
+  etag: string
+  /** Request header values the response varied on (its own `Vary`), lower-case names. */
+  vary: Record<string, string> | null
+  body: Buffer
+}
+
+export interface ValueEntry { kind: 'value', value: unknown }
+/** Marks a key whose responses are stored per request-header variant (route `vary`). */
+export interface VariantsEntry { kind: 'variants', token: string }
+export type Entry = ResponseEntry | ValueEntry | VariantsEntry
+
+export class CorruptEntryError extends Error {}
+
+export interface CodecOptions { enabled: boolean, threshold: number }
+
+export class Codec {
+  readonly #compress: CodecOptions
+  readonly #decoded = new WeakMap<Buffer, Entry>()
+
+  constructor (compression: CodecOptions) {
+    this.#compress = compression
+  }
+
+  encodeResponse (entry: Omit<ResponseEntry, 'kind'>): Buffer {
+    const meta = Buffer.from(JSON.stringify({ s: entry.status, h: entry.headers, t: entry.storedAt, e: entry.etag, v: entry.vary }))
+    const [flag, body] = this.#maybeCompress(entry.body)
+    const head = Buffer.allocUnsafe(7)
+    head[0] = MAGIC
+    head[1] = FORMAT
+    head[2] = KIND_RESPONSE | flag
+    head.writeUInt32BE(meta.length, 3)
+    const out = Buffer.concat([head, meta, body])
+    this.#decoded.set(out, { kind: 'response', ...entry })
+    return out
+  }
+
+  /** Throws a TypeError for values JSON cannot hold. */
+  encodeValue (value: unknown): Buffer {
+    const json = JSON.stringify(value)
+    if (json === undefined) throw new TypeError(`value: ${typeof value} cannot be stored (not representable in JSON)`)
+    const [flag, body] = this.#maybeCompress(Buffer.from(json))
+    return Buffer.concat([Buffer.from([MAGIC, FORMAT, KIND_VALUE | flag]), body])
+  }
+
+  encodeVariants (token: string): Buffer {
+    return Buffer.concat([Buffer.from([MAGIC, FORMAT, KIND_VARIANTS]), Buffer.from(token)])
+  }
+
+  /** Throws CorruptEntryError for anything that is not a whole entry of ours. */
+  decode (buf: Buffer): Entry {
+    const cached = this.#decoded.get(buf)
+    if (cached !== undefined) return cached
+    const entry = this.#decode(buf)
+    this.#decoded.set(buf, entry)
+    return entry
+  }
+
+  #decode (buf: Buffer): Entry {
+    if (buf.length < 3 || buf[0] !== MAGIC || buf[1] !== FORMAT) throw new CorruptEntryError('not an entry of this plugin')
+    const kind = buf[2] & 0x0F
+    const compressed = (buf[2] & COMPRESSED) !== 0
+    try {
+      if (kind === KIND_RESPONSE) {
+        const metaLength = buf.readUInt32BE(3)
+        if (7 + metaLength > buf.length) throw new CorruptEntryError('truncated')
+        const meta = JSON.parse(buf.toString('utf8', 7, 7 + metaLength))
+        if (typeof meta.s !== 'number' || typeof meta.h !== 'object' || typeof meta.e !== 'string') throw new CorruptEntryError('bad metadata')
+        const raw = buf.subarray(7 + metaLength)
+        return { kind: 'response', status: meta.s, headers: meta.h, storedAt: meta.t, etag: meta.e, vary: meta.v ?? null, body: compressed ? gunzipSync(raw) : raw }
+      }
+      if (kind === KIND_VALUE) {
+        const raw = buf.subarray(3)
+        return { kind: 'value', value: JSON.parse((compressed ? gunzipSync(raw) : raw).toString('utf8')) }
+      }
+      if (kind === KIND_VARIANTS) return { kind: 'variants', token: buf.toString('utf8', 3) }
+    } catch (err) {
+      if (err instanceof CorruptEntryError) throw err
+      throw new CorruptEntryError((err as Error).message)
+    }
+    throw new CorruptEntryError(`unknown entry kind ${kind}`)
+  }
+
+  #maybeCompress (body: Buffer): [number, Buffer] {
+    if (!this.#compress.enabled || body.length < this.#compress.threshold || body.length === 0) return [0, body]
+    const gz = gzipSync(body, { level: 6 })
+    // Incompressible bodies (images, already-gzipped) are kept as they are.
+    return gz.length < body.length ? [COMPRESSED, gz] : [0, body]
+  }
+}
+
+/** A strong validator derived from the exact bytes, computed once when the entry is stored. */
+export function strongEtag (body: Buffer): string {
+  return '"' + createHash('sha1').update(body).digest('base64url') + '"'
+}

@@ -1,0 +1,130 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { Codec, CorruptEntryError, type Entry } from './codec.js'
+import { InvalidRequestError } from './errors.js'
+import { escapeGlob } from './glob.js'
+import type { ResolvedOptions } from './options.js'
+import { Stats } from './stats.js'
+import type { Store } from './stores/store.js'
+
+/** A store as the plugin holds it: the failover wrapper adds `fallbackActive` to remote ones. */
+export type ManagedStore = Store & { readonly fallbackActive?: boolean }
+
+/** Returned by reads when the store failed: the caller bypasses the cache. */
+export const UNAVAILABLE = Symbol('unavailable')
+
+/**
+ * What routes and the provider share: stores, entry codec, statistics, and the one place where
+ * store failures are turned into fail-open results and logged.
+ */
+export class Engine {
+  readonly opts: ResolvedOptions
+  readonly codec: Codec
+  readonly stats: Stats
+  readonly stores: ReadonlyMap<string, ManagedStore>
+  readonly log: FastifyBaseLogger
+  /** `keyPrefix:` — every stored key starts with it. */
+  readonly prefix: string
+  readonly escapedPrefix: string
+  /**
+   * Bumped by every invalidation. A miss remembers it when it starts and does not store its
+   * response if it changed meanwhile: the response may predate the write that invalidated it.
+   */
+  invalidations = 0
+  #lastWarn = 0
+  #suppressed = 0
+
+  constructor (opts: ResolvedOptions, stores: ReadonlyMap<string, ManagedStore>, log: FastifyBaseLogger) {
+    this.opts = opts
+    this.stores = stores
+    this.log = log
+    this.codec = new Codec(opts.compression)
+    this.stats = new Stats(opts.statistics)
+    this.prefix = opts.keyPrefix + ':'
+    this.escapedPrefix = escapeGlob(this.prefix)
+  }
+
+  /** The store for a `backendName` (undefined: the default one). */
+  store (backendName: string | undefined): ManagedStore {
+    const store = this.stores.get(backendName ?? '')
+    if (store === undefined) {
+      throw new InvalidRequestError(`backendName: '${backendName}' is not one of the configured backends (${[...this.stores.keys()].filter(Boolean).map((n) => `'${n}'`).join(', ') || 'none'})`)
+    }
+    return store
+  }
+
+  /**
+   * Log a store failure as a warning with its context. Under an outage at thousands of
+   * requests per second one line per second is enough: the rest are counted into the next line.
+   */
+  failed (err: unknown, op: string, key?: string): void {
+    if (this.stats.enabled) this.stats.errors++
+    const now = Date.now()
+    if (now - this.#lastWarn < 1000) {
+      this.#suppressed++
+      return
+    }
+    const suppressed = this.#suppressed
+    this.#lastWarn = now
+    this.#suppressed = 0
+    const message = err instanceof Error ? err.message : String(err)
+    this.log.warn({ op, key, backend: this.opts.backends.get('')?.backend, err, suppressed }, `Cache backend not available: ${message}`)
+  }
+
+  /** The decoded entry, undefined when missing or corrupt (deleted), UNAVAILABLE on failure. */
+  async read (store: ManagedStore, key: string): Promise<Entry | undefined | typeof UNAVAILABLE> {
+    let buf: Buffer | undefined
+    try {
+      buf = await store.get(key)
+    } catch (err) {
+      this.failed(err, 'get', key)
+      return UNAVAILABLE
+    }
+    if (buf === undefined) return undefined
+    try {
+      return this.codec.decode(buf)
+    } catch (err) {
+      if (!(err instanceof CorruptEntryError)) throw err
+      this.log.warn({ key, reason: err.message }, 'Cache entry could not be decoded; deleted and treated as a miss')
+      store.delete([key]).catch((err) => this.failed(err, 'delete', key))
+      return undefined
+    }
+  }
+
+  async write (store: ManagedStore, key: string, value: Buffer, ttl: number): Promise<boolean> {
+    try {
+      await store.set(key, value, ttl)
+      if (this.stats.enabled) this.stats.sets++
+      return true
+    } catch (err) {
+      this.failed(err, 'set', key)
+      return false
+    }
+  }
+
+  /** Resolves the number deleted; 0 when the store failed (logged; the store replays it). */
+  async remove (store: ManagedStore, keys: readonly string[]): Promise<number> {
+    if (keys.length === 0) return 0
+    this.invalidations++
+    try {
+      const n = await store.delete(keys)
+      if (this.stats.enabled) this.stats.deletes += n
+      return n
+    } catch (err) {
+      this.failed(err, 'delete', keys.join(' '))
+      return 0
+    }
+  }
+
+  /** `pattern` is a full-key pattern (prefix already escaped). Rejects with the store's error. */
+  async removePattern (store: ManagedStore, pattern: string): Promise<number> {
+    this.invalidations++
+    const n = await store.deletePattern(pattern)
+    if (this.stats.enabled) this.stats.deletes += n
+    return n
+  }
+
+  /** Whether the default store is serving from its start-up fallback. */
+  get fallbackActive (): boolean {
+    return this.stores.get('')?.fallbackActive === true
+  }
+}

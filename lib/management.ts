@@ -1,0 +1,34 @@
+import type { FastifyInstance, onRequestHookHandler } from 'fastify'
+import type { CacheProvider } from './provider.js'
+
+/**
+ * The management routes. Every one of them carries the user's access check: registration
+ * refuses to expose them without one unless `allowUnauthenticated` was said out loud.
+ */
+export function managementRoutes (app: FastifyInstance, cache: CacheProvider, backend: string, options: { prefix: string, onRequest: onRequestHookHandler[] }): void {
+  const onRequest = options.onRequest
+  const p = options.prefix
+
+  app.get(`${p}/stats`, { onRequest }, async () => cache.stats())
+
+  app.get(`${p}/ping`, { onRequest }, async (_request, reply) => {
+    const ok = await cache.ping()
+    reply.code(ok ? 200 : 503)
+    return { ok, backend, fallbackActive: cache.stats().fallbackActive }
+  })
+
+  app.delete(`${p}/clear`, { onRequest }, async () => {
+    await cache.clear()
+    return { cleared: true }
+  })
+
+  app.delete<{ Params: { namespace: string } }>(`${p}/clear/:namespace`, { onRequest }, async (request) => {
+    await cache.clear({ namespace: request.params.namespace })
+    return { cleared: true, namespace: request.params.namespace }
+  })
+
+  app.post(`${p}/reset-stats`, { onRequest }, async () => {
+    cache.resetStats()
+    return { reset: true }
+  })
+}

@@ -1,0 +1,207 @@
+import { InvalidRequestError } from './errors.js'
+import { escapeGlob } from './glob.js'
+import { Engine, UNAVAILABLE, type ManagedStore } from './engine.js'
+import type { CacheStats } from './stats.js'
+
+/** Options every provider call takes. */
+export interface CacheCallOptions {
+  /** One more key segment (`ns:key`); a namespace can be cleared as a whole. */
+  namespace?: string
+  /** One of the plugin's `backends`; the default store when omitted. */
+  backendName?: string
+}
+
+export interface SetOptions extends CacheCallOptions {
+  /** Seconds; `defaultExpiration` when omitted; at most `maxExpiration`. */
+  expiration?: number
+}
+
+export interface GetOrSetOptions extends SetOptions {
+  /** Run the producer and store its result even when a value is cached. */
+  forceRefresh?: boolean
+}
+
+/**
+ * `fastify.cache`: the cache for code outside routes (services, jobs). Values are anything JSON
+ * can hold. A store failure never rejects: reads resolve as misses and writes are skipped, with
+ * a warning logged. Invalid arguments reject with a CacheError subclass.
+ */
+export interface CacheProvider {
+  /** The value, or `undefined` when missing (a stored `null` resolves `null`). */
+  get<T = unknown> (key: string, options?: CacheCallOptions): Promise<T | undefined>
+  set (key: string, value: unknown, options?: SetOptions): Promise<void>
+  exists (key: string, options?: CacheCallOptions): Promise<boolean>
+  /** Number of keys deleted. */
+  delete (keyOrKeys: string | readonly string[], options?: CacheCallOptions): Promise<number>
+  /** Number of keys deleted; rejects with PatternMatchingNotSupportedError on Memcached. */
+  deletePattern (pattern: string, options?: CacheCallOptions): Promise<number>
+  /** Only this plugin's keys (never FLUSHDB / flush_all); with `namespace`, only that namespace. */
+  clear (options?: CacheCallOptions): Promise<void>
+  /** Seconds left; -2 missing; -1 no expiry. */
+  ttl (key: string, options?: CacheCallOptions): Promise<number>
+  /** false when the key is missing. */
+  expire (key: string, seconds: number, options?: CacheCallOptions): Promise<boolean>
+  /** The cached value, or the producer's result stored; concurrent callers share one producer call. */
+  getOrSet<T> (key: string, producer: () => T | Promise<T>, options?: GetOrSetOptions): Promise<T>
+  /** Whether the configured store's server answers (false while the start-up fallback serves). */
+  ping (): Promise<boolean>
+  stats (): CacheStats
+  resetStats (): void
+}
+
+export function createProvider (engine: Engine): CacheProvider {
+  const { opts, codec, stats } = engine
+  const inflight = new Map<string, Promise<unknown>>()
+
+  function target (key: unknown, options: CacheCallOptions | undefined): { store: ManagedStore, key: string } {
+    if (typeof key !== 'string' || key.length === 0) throw new InvalidRequestError(`key: expected a non-empty string, got ${typeof key === 'string' ? "''" : typeof key}`)
+    return { store: engine.store(options?.backendName), key: scope(options) + key }
+  }
+
+  function scope (options: CacheCallOptions | undefined): string {
+    const ns = options?.namespace
+    if (ns === undefined) return engine.prefix
+    if (typeof ns !== 'string' || ns.length === 0 || ns.includes(':')) {
+      throw new InvalidRequestError(`namespace: expected a non-empty string without ':', got ${typeof ns === 'string' ? `'${ns}'` : typeof ns}`)
+    }
+    return engine.prefix + ns + ':'
+  }
+
+  function seconds (value: number | undefined, name: string): number {
+    if (value === undefined) return opts.defaultExpiration
+    if (!Number.isInteger(value) || value < 1) throw new InvalidRequestError(`${name}: expected an integer >= 1, got ${String(value)}`)
+    if (value > opts.maxExpiration) throw new InvalidRequestError(`${name}: ${value} is above maxExpiration (${opts.maxExpiration})`)
+    return value
+  }
+
+  async function read (store: ManagedStore, key: string): Promise<unknown> {
+    const entry = await engine.read(store, key)
+    const value = entry === UNAVAILABLE || entry === undefined || entry.kind !== 'value' ? undefined : entry.value
+    if (stats.enabled) value === undefined ? stats.misses++ : stats.hits++
+    return value
+  }
+
+  async function write (store: ManagedStore, key: string, value: unknown, ttl: number): Promise<void> {
+    let buf: Buffer
+    try {
+      buf = codec.encodeValue(value)
+    } catch (err) {
+      throw new InvalidRequestError((err as Error).message, { cause: err })
+    }
+    await engine.write(store, key, buf, ttl)
+  }
+
+  /** Runs `op`; on a store failure logs it and resolves `fallback` (fail-open). */
+  async function guarded<T> (op: string, key: string, fallback: T, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run()
+    } catch (err) {
+      engine.failed(err, op, key)
+      return fallback
+    }
+  }
+
+  if (!opts.enabled) return disabledProvider(engine)
+
+  return {
+    async get<T> (key: string, options?: CacheCallOptions) {
+      const t = target(key, options)
+      return await read(t.store, t.key) as T | undefined
+    },
+    async set (key, value, options) {
+      const t = target(key, options)
+      await write(t.store, t.key, value, seconds(options?.expiration, 'expiration'))
+    },
+    async exists (key, options) {
+      const t = target(key, options)
+      return guarded('exists', t.key, false, () => t.store.exists(t.key))
+    },
+    async delete (keyOrKeys, options) {
+      const keys = typeof keyOrKeys === 'string' ? [keyOrKeys] : [...keyOrKeys]
+      if (keys.length === 0) return 0
+      const targets = keys.map((k) => target(k, options))
+      return engine.remove(targets[0].store, targets.map((t) => t.key))
+    },
+    async deletePattern (pattern, options) {
+      if (typeof pattern !== 'string' || pattern.length === 0) throw new InvalidRequestError('pattern: expected a non-empty string')
+      const store = engine.store(options?.backendName)
+      const full = escapeGlob(scope(options)) + pattern
+      return engine.removePattern(store, full).catch((err) => {
+        if (err?.code === 'FST_CACHE_PATTERN_NOT_SUPPORTED') throw err
+        engine.failed(err, 'deletePattern', full)
+        return 0
+      })
+    },
+    async clear (options) {
+      const store = engine.store(options?.backendName)
+      const prefix = scope(options)
+      engine.invalidations++
+      await guarded('clear', prefix, undefined, () => store.clear(prefix))
+    },
+    async ttl (key, options) {
+      const t = target(key, options)
+      return guarded('ttl', t.key, -2, () => t.store.ttl(t.key))
+    },
+    async expire (key, secs, options) {
+      const t = target(key, options)
+      const s = seconds(secs, 'seconds')
+      return guarded('expire', t.key, false, () => t.store.expire(t.key, s))
+    },
+    async getOrSet<T> (key: string, producer: () => T | Promise<T>, options?: GetOrSetOptions): Promise<T> {
+      if (typeof producer !== 'function') throw new InvalidRequestError('producer: expected a function')
+      const t = target(key, options)
+      const ttl = seconds(options?.expiration, 'expiration')
+      const force = options?.forceRefresh === true
+      const id = `${force ? 'f' : 'g'}${options?.backendName ?? ''}\0${t.key}`
+      const running = inflight.get(id)
+      if (running !== undefined) return running as Promise<T>
+      const work = (async () => {
+        if (!force) {
+          const cached = await read(t.store, t.key)
+          if (cached !== undefined) return cached as T
+        }
+        const seq = engine.invalidations
+        const value = await producer()
+        // Not stored when an invalidation ran meanwhile: the value may predate that write.
+        if (value !== undefined && engine.invalidations === seq) await write(t.store, t.key, value, ttl)
+        return value
+      })()
+      inflight.set(id, work)
+      try {
+        return await work
+      } finally {
+        inflight.delete(id)
+      }
+    },
+    async ping () {
+      const store = engine.store(undefined)
+      if (store.fallbackActive === true) return false
+      return store.ping().catch(() => false)
+    },
+    stats () {
+      return stats.snapshot(opts.backends.get('')?.backend ?? 'memory', engine.fallbackActive)
+    },
+    resetStats () {
+      stats.reset()
+    },
+  }
+}
+
+/** `enabled: false`: every call is a no-op, but arguments are still checked. */
+function disabledProvider (engine: Engine): CacheProvider {
+  const backend = engine.opts.backends.get('')?.backend ?? 'memory'
+  return {
+    get: async () => undefined,
+    set: async () => {},
+    exists: async () => false,
+    delete: async () => 0,
+    deletePattern: async () => 0,
+    clear: async () => {},
+    ttl: async () => -2,
+    expire: async () => false,
+    getOrSet: async (_key, producer) => await producer(),
+    ping: async () => false,
+    stats: () => engine.stats.snapshot(backend, false),
+    resetStats: () => {},
+  }
+}

@@ -1,0 +1,282 @@
+import { BackendUnavailableError, CacheError } from '../errors.js'
+import { MemoryStore } from './memory.js'
+import type { Store, StoreContext } from './store.js'
+
+/** Consecutive failures (errors or timeouts) that open the circuit. */
+const FAILURE_THRESHOLD = 3
+/** Default cool-down of the open circuit, and the interval of start-up reconnection attempts. */
+const DEFAULT_RETRY_INTERVAL = 1000
+/** Recorded invalidations kept (a `delete` weighs its number of keys) before collapsing. */
+const MAX_PENDING = 1000
+/** A replayed SCAN over a large keyspace legitimately takes longer than operationTimeout. */
+const MIN_REPLAY_TIMEOUT = 10_000
+
+export interface FailoverContext extends StoreContext {
+  fallback: 'memory' | 'none'
+  memory: { maxEntries: number, maxBytes: number }
+  /** ms between recovery attempts (the circuit's cool-down); default 1000. */
+  retryInterval?: number
+}
+
+type Invalidation =
+  | { op: 'delete', keys: readonly string[] }
+  | { op: 'deletePattern', pattern: string }
+  | { op: 'clear', prefix: string }
+
+/**
+ * Fail-open around a remote store (Redis, Memcached): every operation bounded by
+ * operationTimeout, a circuit breaker, the start-up fallback, background recovery, and the
+ * replay of invalidations the server missed.
+ *
+ * States: `startup` (connect() failed: the fallback memory store serves, or with fallback
+ * 'none' everything rejects), `open` (after FAILURE_THRESHOLD consecutive failures at run
+ * time: everything rejects at once instead of waiting for the timeout), or healthy. Both
+ * unhealthy states end the same way: a timer probes the server every retryInterval (connect()
+ * after a start-up failure, PING otherwise: one probe per cool-down, the half-open state),
+ * replays the missed invalidations, and only then switches back.
+ *
+ * Missed invalidations are replayed rather than the whole namespace flushed on recovery:
+ * entries nobody invalidated are still valid, and one timeout on a busy server must not turn
+ * into a cold cache plus a SCAN of the whole keyspace. Deletions commute, so the recorded list
+ * replayed in any order after the outage leaves exactly what in-order execution would have.
+ * Until the list is empty, reads and writes reject (the layer above bypasses the cache), so a
+ * key invalidated during the outage is never served again. Past MAX_PENDING the list collapses
+ * into one "clear everything under keyPrefix", which is the flush, only when it is the cheaper
+ * thing to remember.
+ */
+export function createFailoverStore (primary: Store, ctx: FailoverContext): Store & { readonly fallbackActive: boolean } {
+  const kind = primary.kind
+  const { log, operationTimeout } = ctx
+  const retryInterval = ctx.retryInterval ?? DEFAULT_RETRY_INTERVAL
+  const replayTimeout = Math.max(operationTimeout * 10, MIN_REPLAY_TIMEOUT)
+  const clearAll: Invalidation & { op: 'clear' } = { op: 'clear', prefix: `${ctx.keyPrefix}:` }
+
+  let startup = false
+  let open = false
+  let failures = 0
+  let lastError = ''
+  let fallback: MemoryStore | undefined
+  let pending: Invalidation[] = []
+  let pendingWeight = 0
+  let timer: NodeJS.Timeout | undefined
+  let recovering = false
+  let closed = false
+
+  function unavailable (name: string): BackendUnavailableError {
+    if (startup) return new BackendUnavailableError(`${kind} ${name}: unreachable since start-up (${lastError}); running uncached until it answers`)
+    if (open) return new BackendUnavailableError(`${kind} ${name}: circuit open after ${FAILURE_THRESHOLD} consecutive failures (${lastError}); retrying every ${retryInterval} ms`)
+    return new BackendUnavailableError(`${kind} ${name}: held back until ${pending.length} invalidation(s) missed during an outage are replayed`)
+  }
+
+  async function bounded<T> (name: string, run: Promise<T>, ms: number): Promise<T> {
+    let timeout: NodeJS.Timeout | undefined
+    try {
+      return await Promise.race([run, new Promise<never>((_resolve, reject) => {
+        timeout = setTimeout(() => reject(new BackendUnavailableError(`${kind} ${name}: no answer within ${ms} ms`)), ms)
+      })])
+    } catch (err) {
+      if (err instanceof CacheError) throw err
+      throw new BackendUnavailableError(`${kind} ${name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    } finally {
+      clearTimeout(timeout)
+    }
+  }
+
+  /** CacheErrors other than unavailability (e.g. PatternMatchingNotSupportedError) are answers. */
+  function isOutage (err: unknown): boolean {
+    return !(err instanceof CacheError) || err instanceof BackendUnavailableError
+  }
+
+  function failed (err: unknown): void {
+    lastError = err instanceof Error ? err.message : String(err)
+    failures++
+    if (!open && !startup && failures >= FAILURE_THRESHOLD) {
+      open = true
+      log.warn({ backend: kind, error: lastError }, `Cache backend ${kind} failing: circuit opened, the cache is bypassed until it answers again`)
+      schedule()
+    }
+  }
+
+  async function onPrimary<T> (name: string, run: (store: Store) => Promise<T>): Promise<T> {
+    try {
+      const result = await bounded(name, run(primary), operationTimeout)
+      failures = 0
+      return result
+    } catch (err) {
+      if (isOutage(err)) failed(err)
+      throw err
+    }
+  }
+
+  /** get/exists/ttl and set/add/expire: fallback store, primary, or rejection. */
+  async function access<T> (name: string, run: (store: Store) => Promise<T>): Promise<T> {
+    if (startup) {
+      if (fallback !== undefined) return await run(fallback)
+      throw unavailable(name)
+    }
+    if (open || pending.length > 0) throw unavailable(name)
+    return await onPrimary(name, run)
+  }
+
+  /** delete/deletePattern/clear: recorded for replay whenever the primary may have missed it. */
+  async function invalidate<T> (invalidation: Invalidation, run: (store: Store) => Promise<T>): Promise<T> {
+    const name = invalidation.op
+    if (startup) {
+      record(invalidation)
+      if (fallback !== undefined) return await run(fallback)
+      throw unavailable(name)
+    }
+    if (open) {
+      record(invalidation)
+      throw unavailable(name)
+    }
+    try {
+      return await onPrimary(name, run)
+    } catch (err) {
+      if (isOutage(err)) record(invalidation)
+      throw err
+    }
+  }
+
+  function record (invalidation: Invalidation): void {
+    if (pending.includes(clearAll)) return
+    const weight = invalidation.op === 'delete' ? invalidation.keys.length : 1
+    if (invalidation.op === 'clear' && invalidation.prefix === clearAll.prefix) {
+      pending = [clearAll]
+    } else if (pendingWeight + weight > MAX_PENDING) {
+      log.warn({ backend: kind, pending: pending.length }, `Cache backend ${kind}: too many invalidations missed; everything under "${clearAll.prefix}" will be cleared when it answers again`)
+      pending = [clearAll]
+    } else {
+      pending.push(invalidation)
+      pendingWeight += weight
+      schedule()
+      return
+    }
+    pendingWeight = 1
+    schedule()
+  }
+
+  function schedule (): void {
+    if (closed || timer !== undefined || recovering) return
+    timer = setTimeout(() => {
+      timer = undefined
+      recover().catch(() => {})
+    }, retryInterval)
+    timer.unref()
+  }
+
+  async function recover (): Promise<void> {
+    recovering = true
+    try {
+      if (startup) {
+        // The primary bounds its own connect() (Redis: connectTimeout).
+        await bounded('connect', primary.connect(), Math.max(operationTimeout, MIN_REPLAY_TIMEOUT))
+      } else if (!await bounded('ping', primary.ping(), operationTimeout)) {
+        throw new BackendUnavailableError(`${kind} ping: not answered`)
+      }
+      const replayed = await replay()
+      if (closed || pending.length > 0) return
+      failures = 0
+      if (startup) {
+        startup = false
+        const memory = fallback
+        fallback = undefined
+        await memory?.close()
+        log.info({ backend: kind, replayed }, `Cache backend ${kind} reachable again: switched back from the start-up fallback`)
+      } else if (open) {
+        open = false
+        log.info({ backend: kind, replayed }, `Cache backend ${kind} answers again: circuit closed`)
+      }
+    } catch (err) {
+      if (startup) lastError = err instanceof Error ? err.message : String(err)
+      else failed(err)
+    } finally {
+      recovering = false
+      if (startup || open || pending.length > 0) schedule()
+    }
+  }
+
+  /** Runs the recorded invalidations oldest first; throws (keeping the rest) on the first failure. */
+  async function replay (): Promise<number> {
+    let replayed = 0
+    // Invalidations recorded while replaying are replayed too; bounded all the same.
+    for (let round = 0; pending.length > 0 && round < 2 * MAX_PENDING; round++) {
+      if (closed) break
+      const invalidation = pending[0]
+      await bounded(`replay ${invalidation.op}`, apply(invalidation), replayTimeout)
+      // record() may have collapsed the list meanwhile; drop this entry only if still there.
+      const index = pending.indexOf(invalidation)
+      if (index >= 0) {
+        pending.splice(index, 1)
+        pendingWeight -= invalidation.op === 'delete' ? invalidation.keys.length : 1
+      }
+      replayed++
+    }
+    if (pending.length === 0) pendingWeight = 0
+    return replayed
+  }
+
+  async function apply (invalidation: Invalidation): Promise<unknown> {
+    switch (invalidation.op) {
+      case 'delete': return await primary.delete(invalidation.keys)
+      case 'deletePattern': return await primary.deletePattern(invalidation.pattern)
+      case 'clear': return await primary.clear(invalidation.prefix)
+    }
+  }
+
+  return {
+    kind,
+
+    get fallbackActive () {
+      return fallback !== undefined
+    },
+
+    async connect () {
+      try {
+        await primary.connect()
+      } catch (err) {
+        startup = true
+        lastError = err instanceof Error ? err.message : String(err)
+        if (ctx.fallback === 'memory') {
+          fallback = new MemoryStore(ctx.memory)
+          await fallback.connect()
+        }
+        log.warn(
+          { backend: kind, error: lastError, fallback: ctx.fallback },
+          `Cache backend ${kind} not reachable at start-up: ${fallback !== undefined ? 'serving from an in-memory fallback' : 'running uncached'} ` +
+          `and retrying every ${retryInterval} ms in the background`
+        )
+        schedule()
+      }
+    },
+
+    get: (key) => access('get', (store) => store.get(key)),
+    set: (key, value, ttlSeconds) => access('set', (store) => store.set(key, value, ttlSeconds)),
+    add: (key, value, ttlSeconds) => access('add', (store) => store.add(key, value, ttlSeconds)),
+    exists: (key) => access('exists', (store) => store.exists(key)),
+    ttl: (key) => access('ttl', (store) => store.ttl(key)),
+    expire: (key, seconds) => access('expire', (store) => store.expire(key, seconds)),
+
+    delete: (keys) => invalidate({ op: 'delete', keys: [...keys] }, (store) => store.delete(keys)),
+    deletePattern: (pattern) => invalidate({ op: 'deletePattern', pattern }, (store) => store.deletePattern(pattern)),
+    clear: (prefix) => invalidate({ op: 'clear', prefix }, (store) => store.clear(prefix)),
+
+    async ping () {
+      if (startup || open) return false
+      try {
+        return await bounded('ping', primary.ping(), operationTimeout)
+      } catch {
+        return false
+      }
+    },
+
+    async close () {
+      closed = true
+      clearTimeout(timer)
+      timer = undefined
+      const memory = fallback
+      fallback = undefined
+      await Promise.all([memory?.close(), primary.close()])
+    },
+  }
+}

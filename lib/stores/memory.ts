@@ -1,0 +1,230 @@
+import { CacheConfigurationError } from '../errors.js'
+import { compileGlob } from '../glob.js'
+import type { Store } from './store.js'
+
+/**
+ * Bytes charged per entry on top of its key (2 bytes per UTF-16 unit) and value: an estimate of
+ * the Map slot, the entry object and the Buffer's own object, so that many tiny entries still
+ * count against `maxBytes`. The Buffer's backing store is charged as its `byteLength` only:
+ * a small Buffer sliced from Node's shared pool keeps its whole 8 KiB slab alive.
+ */
+export const ENTRY_OVERHEAD_BYTES = 128
+
+/** Options of {@link MemoryStore}; the plugin's `memory` option, defaults applied. */
+export interface MemoryStoreOptions {
+  /** Most entries held at once (>= 1). */
+  maxEntries: number
+  /** Most bytes held at once, as accounted by `bytes` (>= 1). */
+  maxBytes: number
+  /** ms between passes of the expired-entry sweep; default 1000. */
+  sweepIntervalMs?: number
+}
+
+interface Entry {
+  value: Buffer
+  /** Epoch ms; Infinity never expires. */
+  expiresAt: number
+  bytes: number
+}
+
+// Each sweep tick checks at least this many entries, and enough that a whole pass over the
+// store takes about SWEEP_TICKS_PER_PASS ticks however large it is.
+const SWEEP_MIN_BATCH = 1000
+const SWEEP_TICKS_PER_PASS = 10
+
+/**
+ * A process-local LRU store bounded by entry count and bytes. The Map's insertion order is the
+ * recency order (a hit re-inserts its key), so the first key is always the eviction candidate.
+ * Expired entries go lazily when touched, and otherwise through one unref'd interval that walks
+ * the Map a batch at a time; it runs only while the store holds entries.
+ *
+ * `get` returns the very Buffer given to `set` (never a copy): the layer above memoizes decoding
+ * per Buffer instance.
+ */
+export class MemoryStore implements Store {
+  readonly kind = 'memory' as const
+  private readonly entries = new Map<string, Entry>()
+  private readonly maxEntries: number
+  private readonly maxBytes: number
+  private readonly sweepIntervalMs: number
+  private accountedBytes = 0
+  private sweepTimer: NodeJS.Timeout | undefined
+  private sweepCursor: Iterator<[string, Entry]> | undefined
+
+  constructor (options: MemoryStoreOptions) {
+    this.maxEntries = positiveInteger('memory.maxEntries', options.maxEntries)
+    this.maxBytes = positiveInteger('memory.maxBytes', options.maxBytes)
+    this.sweepIntervalMs = positiveInteger('memory.sweepIntervalMs', options.sweepIntervalMs ?? 1000)
+  }
+
+  /** Number of entries held (expired ones not yet swept included). */
+  get size (): number {
+    return this.entries.size
+  }
+
+  /** Accounted bytes: value bytes + key length × 2 + ENTRY_OVERHEAD_BYTES per entry. */
+  get bytes (): number {
+    return this.accountedBytes
+  }
+
+  async connect (): Promise<void> {}
+
+  async get (key: string): Promise<Buffer | undefined> {
+    const entry = this.live(key)
+    if (entry === undefined) return undefined
+    this.entries.delete(key)
+    this.entries.set(key, entry)
+    return entry.value
+  }
+
+  async set (key: string, value: Buffer, ttlSeconds: number): Promise<void> {
+    this.put(key, value, ttlSeconds)
+  }
+
+  async add (key: string, value: Buffer, ttlSeconds: number): Promise<boolean> {
+    if (this.live(key) !== undefined) return false
+    return this.put(key, value, ttlSeconds)
+  }
+
+  async delete (keys: readonly string[]): Promise<number> {
+    const now = Date.now()
+    let deleted = 0
+    for (const key of keys) {
+      const entry = this.entries.get(key)
+      if (entry === undefined) continue
+      if (entry.expiresAt > now) deleted++
+      this.remove(key, entry)
+    }
+    return deleted
+  }
+
+  async exists (key: string): Promise<boolean> {
+    return this.live(key) !== undefined
+  }
+
+  async ttl (key: string): Promise<number> {
+    const entry = this.live(key)
+    if (entry === undefined) return -2
+    if (entry.expiresAt === Infinity) return -1
+    return Math.ceil((entry.expiresAt - Date.now()) / 1000)
+  }
+
+  async expire (key: string, seconds: number): Promise<boolean> {
+    const entry = this.live(key)
+    if (entry === undefined) return false
+    // Redis deletes a key given a non-positive expiry; behave the same.
+    if (!(seconds > 0)) this.remove(key, entry)
+    else entry.expiresAt = Date.now() + seconds * 1000
+    return true
+  }
+
+  async deletePattern (pattern: string): Promise<number> {
+    // The matcher rejects keys outside the pattern's literal prefix before doing any real work.
+    const matches = compileGlob(pattern)
+    const now = Date.now()
+    let deleted = 0
+    // Deleting the current entry while iterating a Map is safe: iteration continues in order.
+    for (const [key, entry] of this.entries) {
+      if (!matches(key)) continue
+      if (entry.expiresAt > now) deleted++
+      this.remove(key, entry)
+    }
+    return deleted
+  }
+
+  async clear (prefix: string): Promise<void> {
+    for (const [key, entry] of this.entries) {
+      if (key.startsWith(prefix)) this.remove(key, entry)
+    }
+  }
+
+  async ping (): Promise<boolean> {
+    return true
+  }
+
+  async close (): Promise<void> {
+    this.entries.clear()
+    this.accountedBytes = 0
+    this.stopSweep()
+  }
+
+  /** The entry when present and unexpired; an expired one is removed on the way. */
+  private live (key: string): Entry | undefined {
+    const entry = this.entries.get(key)
+    if (entry === undefined) return undefined
+    if (entry.expiresAt > Date.now()) return entry
+    this.remove(key, entry)
+    return undefined
+  }
+
+  /** Stores the entry as most recent and evicts down to the bounds; false when too big. */
+  private put (key: string, value: Buffer, ttlSeconds: number): boolean {
+    if (!(ttlSeconds > 0)) throw new RangeError(`ttlSeconds: expected a number > 0, got ${ttlSeconds}`)
+    const old = this.entries.get(key)
+    if (old !== undefined) this.remove(key, old)
+    const bytes = value.byteLength + key.length * 2 + ENTRY_OVERHEAD_BYTES
+    if (bytes > this.maxBytes) return false
+
+    this.entries.set(key, { value, expiresAt: Date.now() + ttlSeconds * 1000, bytes })
+    this.accountedBytes += bytes
+    if (this.entries.size > this.maxEntries || this.accountedBytes > this.maxBytes) this.evict()
+    this.startSweep()
+    return true
+  }
+
+  /** Drops least recently used entries; the newest fits by itself, so it is never reached. */
+  private evict (): void {
+    for (const [key, entry] of this.entries) {
+      if (this.entries.size <= this.maxEntries && this.accountedBytes <= this.maxBytes) return
+      this.remove(key, entry)
+    }
+  }
+
+  private remove (key: string, entry: Entry): void {
+    this.entries.delete(key)
+    this.accountedBytes -= entry.bytes
+  }
+
+  private startSweep (): void {
+    if (this.sweepTimer !== undefined) return
+    this.sweepTimer = setInterval(() => this.sweep(), this.sweepIntervalMs)
+    // A cache must never be what keeps the process alive.
+    this.sweepTimer.unref()
+  }
+
+  private stopSweep (): void {
+    clearInterval(this.sweepTimer)
+    this.sweepTimer = undefined
+    this.sweepCursor = undefined
+  }
+
+  /**
+   * One batch of the pass over the Map. The cursor is a live Map iterator, so it stays valid
+   * across ticks while entries come and go (a refreshed entry may simply be seen twice).
+   */
+  private sweep (): void {
+    if (this.entries.size === 0) {
+      this.stopSweep()
+      return
+    }
+    const now = Date.now()
+    let budget = Math.max(SWEEP_MIN_BATCH, Math.ceil(this.entries.size / SWEEP_TICKS_PER_PASS))
+    this.sweepCursor ??= this.entries.entries()
+    while (budget-- > 0) {
+      const next = this.sweepCursor.next()
+      if (next.done === true) {
+        this.sweepCursor = undefined
+        return
+      }
+      const [key, entry] = next.value
+      if (entry.expiresAt <= now) this.remove(key, entry)
+    }
+  }
+}
+
+function positiveInteger (name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new CacheConfigurationError(`${name}: expected an integer >= 1, got ${String(value)}`)
+  }
+  return value
+}

@@ -1,0 +1,63 @@
+import { Kind, type TSchema } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+import { CacheConfigurationError } from './errors.js'
+
+/**
+ * Check `value` against `schema`; throw a CacheConfigurationError naming the option path, what was
+ * expected and what was given (`backend: expected 'memory' | 'redis' | 'memcached', got 'mongo'`).
+ * `where` prefixes the path (e.g. `config.cache of GET /widgets/:id`).
+ */
+export function validate<T extends TSchema> (schema: T, value: unknown, where?: string): void {
+  if (Value.Check(schema, value)) return
+  const errors = [...Value.Errors(schema, value)]
+  // A missing required property is reported before anything else about the same path.
+  const first = errors.find((e) => e.message === 'Unexpected property') ?? errors[0]
+  const path = first.path.split('/').filter(Boolean).join('.') || '(options)'
+  const name = where === undefined ? path : `${where}: ${path}`
+  let message: string
+  if (first.message === 'Unexpected property') {
+    message = `${name}: unknown option`
+  } else if (first.message === 'Expected required property') {
+    message = `${name}: is required (expected ${describe(first.schema)})`
+  } else {
+    message = `${name}: expected ${describe(first.schema)}, got ${show(first.value)}`
+  }
+  throw new CacheConfigurationError(message)
+}
+
+function describe (schema: TSchema): string {
+  switch (schema[Kind]) {
+    case 'Literal': return show(schema.const)
+    case 'Union': return (schema.anyOf as TSchema[]).map(describe).join(' | ')
+    case 'Boolean': return 'a boolean'
+    case 'Null': return 'null'
+    case 'Function': return 'a function'
+    case 'Array': return `an array of ${describe(schema.items)}${schema.minItems ? ` (at least ${schema.minItems})` : ''}`
+    case 'Record': return 'an object'
+    case 'Object': return 'an object'
+    case 'Integer':
+    case 'Number': {
+      const noun = schema[Kind] === 'Integer' ? 'an integer' : 'a number'
+      const bounds = [
+        schema.minimum !== undefined ? `>= ${schema.minimum}` : '',
+        schema.maximum !== undefined ? `<= ${schema.maximum}` : '',
+      ].filter(Boolean).join(' and ')
+      return bounds ? `${noun} ${bounds}` : noun
+    }
+    case 'String':
+      if (schema.pattern === '^/') return "a string starting with '/'"
+      if (schema.pattern) return 'a valid header name'
+      return schema.minLength ? 'a non-empty string' : 'a string'
+    default: return 'a valid value'
+  }
+}
+
+/** Render a user's value for an error message, short and unambiguous. */
+export function show (value: unknown): string {
+  if (typeof value === 'string') return `'${value.length > 60 ? value.slice(0, 60) + '…' : value}'`
+  if (typeof value === 'function') return 'a function'
+  if (value === undefined) return 'undefined'
+  if (Array.isArray(value)) return 'an array'
+  if (value !== null && typeof value === 'object') return 'an object'
+  return String(value)
+}
