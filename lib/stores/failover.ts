@@ -203,7 +203,13 @@ export function createFailoverStore (primary: Store, ctx: FailoverContext): Stor
     for (let round = 0; pending.length > 0 && round < 2 * MAX_PENDING; round++) {
       if (closed) break
       const invalidation = pending[0]
-      await bounded(`replay ${invalidation.op}`, apply(invalidation), replayTimeout)
+      try {
+        await bounded(`replay ${invalidation.op}`, apply(invalidation), replayTimeout)
+      } catch (err) {
+        // An answer such as Memcached's PatternMatchingNotSupportedError settles the entry: the
+        // primary will never do it, and keeping it would hold the cache back forever.
+        if (isOutage(err)) throw err
+      }
       // record() may have collapsed the list meanwhile; drop this entry only if still there.
       const index = pending.indexOf(invalidation)
       if (index >= 0) {

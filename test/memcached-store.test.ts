@@ -1,0 +1,386 @@
+import t from 'tap'
+import memjs from 'memjs'
+import { pino } from 'pino'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { CacheConfigurationError, InvalidRequestError, PatternMatchingNotSupportedError } from '../lib/errors.js'
+import type { MemcachedOptions } from '../lib/schemas.js'
+import { createMemcachedStore } from '../lib/stores/memcached.js'
+import { parseServers } from '../lib/stores/memcached-client.js'
+import { KeySpace, MAX_LEVELS, memcachedKey } from '../lib/stores/memcached-keys.js'
+import type { Store } from '../lib/stores/store.js'
+import { storeConformance, type StoreUnderTest } from './helpers/store-suite.js'
+import { memcachedStats, startMemcached, type MemcachedServer, type MemcachedServerOptions } from './helpers/memcached-server.js'
+
+/** What the helpers need from a tap test: cleanup that runs even when it fails. */
+interface Test { teardown (fn: () => unknown): void }
+
+const OPERATION_TIMEOUT = 100 // store timeout: 2 x this = 200 ms
+const silent = pino({ level: 'silent' })
+const b = (s: string): Buffer => Buffer.from(s)
+let prefixes = 0
+const uniquePrefix = (): string => `mc-${process.pid}-${++prefixes}`
+
+async function server (t: Test, options?: MemcachedServerOptions): Promise<MemcachedServer> {
+  const started = await startMemcached(options)
+  t.teardown(() => started.stop())
+  return started
+}
+
+async function store (t: Test, memcached: MemcachedOptions, keyPrefix = uniquePrefix()): Promise<Store> {
+  const created = createMemcachedStore(memcached, { keyPrefix, operationTimeout: OPERATION_TIMEOUT, log: silent })
+  t.teardown(() => created.close())
+  await created.connect()
+  return created
+}
+
+/** A separate client on one server: what another application sharing it would see. */
+function direct (t: Test, s: MemcachedServer): memjs.Client {
+  const client = memjs.Client.create(s.address, { retries: 1, timeout: 1, logger: { log () {} } })
+  t.teardown(() => client.close())
+  return client
+}
+
+/**
+ * A conformance setup on `count` fresh servers. What each server stored is kept in `observed`,
+ * in the order of the setup calls (the first is the suite's shared store).
+ */
+function onServers (count: number, observed: number[][]): () => Promise<StoreUnderTest> {
+  let calls = 0
+  return async () => {
+    const call = calls++
+    const servers = await Promise.all(Array.from({ length: count }, () => startMemcached()))
+    const keyPrefix = uniquePrefix()
+    const created = createMemcachedStore({ servers: servers.map((s) => s.address) },
+      { keyPrefix, operationTimeout: OPERATION_TIMEOUT, log: silent })
+    await created.connect()
+    return {
+      store: created,
+      keyPrefix,
+      teardown: async () => {
+        observed[call] = await Promise.all(servers.map(async (s) => Number((await memcachedStats(s.port)).total_items)))
+        await Promise.all(servers.map((s) => s.stop()))
+      },
+    }
+  }
+}
+
+const observedOnOne: number[][] = []
+const observedOnTwo: number[][] = []
+storeConformance('memcached, one server', onServers(1, observedOnOne), { patterns: false })
+storeConformance('memcached, two servers', onServers(2, observedOnTwo), { patterns: false })
+
+t.test('the two-server conformance run stored keys on both servers', async (t) => {
+  t.equal(observedOnOne.length, 2, 'both one-server setups ran')
+  const [shared] = observedOnTwo
+  t.ok(shared !== undefined && shared.length === 2 && shared.every((items) => items > 100),
+    `the suite's store wrote to both servers: ${JSON.stringify(shared)} items`)
+})
+
+t.test('memcachedKey: valid keys stay readable, all others are hashed, and nothing collides', async (t) => {
+  t.equal(memcachedKey('fastify-cache:widget:42'), 'fastify-cache:widget:42')
+  const long = 'a'.repeat(299)
+  const odd = [long + 'x', long + 'y', 'with space', 'with\nnewline', 'tab\there', 'ünïcødé', '日本語', '\u0000', '',
+    'a'.repeat(250), 'a'.repeat(251), 'key~#' + 'f'.repeat(64)]
+  const mapped = odd.map(memcachedKey)
+  for (const key of mapped) {
+    t.match(key, /^[\x21-\x7e]{1,250}$/, `valid memcached key: ${key.slice(0, 40)}`)
+  }
+  t.equal(new Set(mapped).size, odd.length, 'no two logical keys share a memcached key')
+  t.equal(mapped[9], 'a'.repeat(250), 'exactly 250 ASCII bytes is still plain')
+  t.match(mapped[2], /^with_space~#[0-9a-f]{64}$/, 'hashed keys keep a readable start')
+  // A valid key that looks like a hashed one is hashed itself, so it cannot equal the real one.
+  const hashed = memcachedKey('with space')
+  t.not(memcachedKey(hashed), hashed)
+})
+
+t.test('parseServers: string or array, credentials, IPv6, and errors that name the option', async (t) => {
+  t.same(parseServers('a:1, b'), [
+    { host: 'a', port: 1, username: undefined, password: undefined },
+    { host: 'b', port: 11211, username: undefined, password: undefined },
+  ])
+  t.same(parseServers(['u:p%40ss@[::1]:2']), [{ host: '::1', port: 2, username: 'u', password: 'p@ss' }])
+  t.throws(() => parseServers('a:1,'), CacheConfigurationError)
+  t.throws(() => parseServers('a:99999'), { message: /memcached\.servers/ })
+  t.throws(() => parseServers(['a:b:c']), CacheConfigurationError)
+})
+
+t.test('one server: the basic operations', async (t) => {
+  const s = await server(t)
+  const prefix = uniquePrefix()
+  const cache = await store(t, { servers: s.address }, prefix)
+  const k = (name: string): string => `${prefix}:${name}`
+  t.equal(cache.kind, 'memcached')
+  t.equal(await cache.ping(), true)
+
+  const key = k('widget:1')
+  t.equal(await cache.get(key), undefined)
+  await cache.set(key, b('one'), 60)
+  t.same(await cache.get(key), b('one'))
+  t.equal(await cache.exists(key), true)
+  t.equal(await cache.ttl(key), 60)
+  t.equal(await cache.add(key, b('two'), 60), false, 'add keeps an existing entry')
+  t.same(await cache.get(key), b('one'))
+  t.equal(await cache.add(k('widget:2'), b('two'), 60), true, 'add stores a missing entry')
+  t.equal(await cache.delete([key, key, k('widget:2'), k('missing')]), 2, 'counts what existed, once each')
+  t.equal(await cache.exists(key), false)
+  t.equal(await cache.ttl(key), -2)
+  t.equal(await cache.expire(key, 10), false)
+
+  const empty = k('empty')
+  await cache.set(empty, Buffer.alloc(0), 60)
+  t.same(await cache.get(empty), Buffer.alloc(0), 'an empty value is not a miss')
+
+  await t.rejects(cache.deletePattern('widget:*'), PatternMatchingNotSupportedError)
+  await t.rejects(cache.deletePattern('user_42_widgets:*'), { message: /user_42_widgets:\*/ })
+})
+
+t.test('long, spaced, control-character and unicode keys round-trip without colliding', async (t) => {
+  const s = await server(t)
+  const prefix = uniquePrefix()
+  const cache = await store(t, { servers: s.address }, prefix)
+  const long = 'k'.repeat(299)
+  const keys = [`${prefix}:ns:${long}a`, `${prefix}:ns:${long}b`, `${prefix}:with space`, `${prefix}:ns:line\nbreak`,
+    `${prefix}:ns:line\rbreak`, `${prefix}:ütf:日本語`, `${prefix}:ns:\u0000\u0007`, `${prefix}:ns:a~#b`,
+    `foreign ${long}`, `foreign ${long}!`]
+  for (const [i, key] of keys.entries()) await cache.set(key, b(`value ${i}`), 60)
+  for (const [i, key] of keys.entries()) t.same(await cache.get(key), b(`value ${i}`), JSON.stringify(key.slice(-20)))
+  t.equal(await cache.ttl(keys[0] as string), 60)
+  t.equal(await cache.delete([keys[0] as string]), 1)
+  t.equal(await cache.get(keys[0] as string), undefined)
+  t.same(await cache.get(keys[1] as string), b('value 1'), 'the key differing in its last character is intact')
+})
+
+t.test('two servers: keys are sharded over both, and everything works across them', async (t) => {
+  const [s1, s2] = [await server(t), await server(t)]
+  const cache = await store(t, { servers: [s1.address, s2.address] })
+  const prefix = uniquePrefix()
+  const foreign = Array.from({ length: 40 }, (_, i) => `shard-${prefix}-${i}`)
+  for (const key of foreign) await cache.set(key, b(key), 60)
+  const onServer = async (s: MemcachedServer): Promise<number> => {
+    const client = direct(t, s)
+    let found = 0
+    for (const key of foreign) if ((await client.get(memcachedKey(key))).value !== null) found++
+    return found
+  }
+  const [n1, n2] = [await onServer(s1), await onServer(s2)]
+  t.ok(n1 > 0 && n2 > 0, `both servers hold keys (${n1} + ${n2})`)
+  t.equal(n1 + n2, foreign.length, 'each key on exactly one server')
+  for (const key of foreign) t.same(await cache.get(key), b(key))
+})
+
+t.test('clear of one namespace leaves other namespaces, un-namespaced and foreign keys', async (t) => {
+  const s = await server(t, { args: ['-F'] }) // flush_all disabled: clear must not need it
+  const prefix = uniquePrefix()
+  const cache = await store(t, { servers: s.address }, prefix)
+  const other = await store(t, { servers: s.address }, prefix) // a second instance of the app
+  const outsider = direct(t, s)
+  await outsider.set('foreign:users:1', b('theirs'), { expires: 60 })
+  await cache.set(`${prefix}:users:1`, b('u1'), 60)
+  await cache.set(`${prefix}:users:2`, b('u2'), 60)
+  await cache.set(`${prefix}:users`, b('no namespace'), 60)
+  await cache.set(`${prefix}:posts:1`, b('p1'), 60)
+  await cache.set('foreign:posts:1', b('via store'), 60)
+  t.same(await other.get(`${prefix}:users:1`), b('u1'), 'the other instance sees the entry')
+
+  await other.clear(`${prefix}:users:`)
+  t.equal(await cache.get(`${prefix}:users:1`), undefined, 'cleared by another instance: gone here too')
+  t.equal(await cache.exists(`${prefix}:users:2`), false)
+  t.equal(await cache.ttl(`${prefix}:users:2`), -2)
+  t.equal(await cache.delete([`${prefix}:users:2`]), 0)
+  t.same(await cache.get(`${prefix}:users`), b('no namespace'), '`users` is not inside `users:`')
+  t.same(await cache.get(`${prefix}:posts:1`), b('p1'))
+  t.same((await outsider.get('foreign:users:1')).value, b('theirs'), 'a foreign key survives')
+
+  await cache.set(`${prefix}:users:1`, b('new'), 60)
+  t.same(await other.get(`${prefix}:users:1`), b('new'), 'the namespace is usable again')
+
+  await cache.set(`${prefix}:posts:7:comments:1`, b('c1'), 60)
+  await cache.set(`${prefix}:posts:7:likes`, b('l'), 60)
+  await cache.set(`${prefix}:posts:8:comments:1`, b('c8'), 60)
+  await other.clear(`${prefix}:posts:7:comments:`)
+  t.equal(await cache.get(`${prefix}:posts:7:comments:1`), undefined, 'a deeper prefix clears too')
+  t.same(await cache.get(`${prefix}:posts:7:likes`), b('l'), 'its siblings stay')
+  t.same(await cache.get(`${prefix}:posts:8:comments:1`), b('c8'))
+  t.same(await cache.get(`${prefix}:posts:1`), b('p1'))
+
+  await cache.clear(`${prefix}:`)
+  for (const key of ['users:1', 'users', 'posts:1']) t.equal(await other.get(`${prefix}:${key}`), undefined, key)
+  t.same((await outsider.get('foreign:users:1')).value, b('theirs'), 'clear() leaves foreign keys')
+  t.same(await cache.get('foreign:posts:1'), b('via store'), 'and keys outside keyPrefix written by the store')
+
+  await t.rejects(cache.clear(`${prefix}:${'s:'.repeat(MAX_LEVELS + 1)}`), InvalidRequestError, 'deeper than the versioned levels')
+  await t.rejects(cache.clear('elsewhere:'), InvalidRequestError, 'outside keyPrefix')
+  await t.rejects(cache.clear(`${prefix}:no-colon`), InvalidRequestError)
+})
+
+t.test('versions lost with a restarted server never bring cleared entries back', async (t) => {
+  const servers = [await server(t), await server(t)]
+  const addresses = servers.map((s) => s.address)
+  const shard = (key: string): number => memjs.Utils.hashCode(key) % servers.length
+  const prefix = uniquePrefix()
+  const keys = new KeySpace(prefix)
+  const cache = await store(t, { servers: addresses }, prefix)
+  // A namespace whose version keys live on one server and an entry of it on the other.
+  const versionHome = shard(keys.globalVersionKey)
+  const ns = Array.from({ length: 50 }, (_, i) => `ns${i}`).find((n) => shard(keys.levelVersionKey(`${n}:`)) === versionHome)
+  t.ok(ns !== undefined)
+  const home = servers[versionHome] as MemcachedServer
+  const away = servers[1 - versionHome] as MemcachedServer
+  const read = async (key: string): Promise<string> => String((await direct(t, home).get(key)).value)
+  let entryKey: string | undefined
+  let fullKey = ''
+  for (let i = 0; i < 50 && entryKey === undefined; i++) {
+    fullKey = `${prefix}:${ns}:${i}`
+    await cache.set(fullKey, b('before clear'), 60)
+    const candidate = keys.entryKey(keys.describe(fullKey), [await read(keys.globalVersionKey), await read(keys.levelVersionKey(`${ns}:`))])
+    if (shard(candidate) !== versionHome) entryKey = candidate
+  }
+  t.ok(entryKey !== undefined, 'found an entry stored away from its versions')
+
+  await cache.clear(`${prefix}:${ns}:`)
+  await home.restart() // the versions are gone; the old entry is not
+  const old = (await direct(t, away).get(entryKey as string)).value
+  t.match(String(old), /before clear$/, 'the old entry is still stored')
+  t.equal(await cache.get(fullKey), undefined, 'and stays unreachable')
+  await cache.set(fullKey, b('fresh'), 60)
+  t.same(await cache.get(fullKey), b('fresh'))
+})
+
+t.test('ttl and expire: the header carries the expiry, memcached gets slack, 30 days is absolute', async (t) => {
+  const s = await server(t)
+  const prefix = uniquePrefix()
+  const cache = await store(t, { servers: s.address }, prefix)
+  const key = `${prefix}:t:1`
+
+  await cache.set(key, b('short'), 1)
+  t.same(await cache.get(key), b('short'), 'readable right after a 1 s set')
+  t.equal(await cache.ttl(key), 1)
+  await sleep(1100)
+  t.equal(await cache.get(key), undefined, 'expired after 1 s')
+  t.equal(await cache.exists(key), false)
+  t.equal(await cache.ttl(key), -2)
+  t.equal(await cache.delete([key]), 0, 'an expired entry is not counted as deleted')
+  t.equal(await cache.add(key, b('again'), 60), true, 'add over an expired entry stores')
+  t.same(await cache.get(key), b('again'))
+
+  t.equal(await cache.expire(key, 5), true)
+  t.equal(await cache.ttl(key), 5)
+  t.same(await cache.get(key), b('again'), 'expire keeps the value')
+  t.equal(await cache.expire(key, 1), true)
+  await sleep(2100)
+  const outsider = direct(t, s)
+  t.equal(await cache.get(key), undefined, 'a shortened expiry really expires')
+  t.equal(await cache.expire(key, 5), false, 'missing after expiry')
+
+  const days40 = 40 * 24 * 3600
+  await cache.set(key, b('long'), days40)
+  t.same(await cache.get(key), b('long'), 'more than 30 days is sent as absolute time (else: expired at once)')
+  t.ok(await cache.ttl(key) >= days40 - 1)
+  t.equal(await cache.expire(key, days40), true)
+  t.same(await cache.get(key), b('long'))
+
+  await outsider.set('foreign-raw', b('raw bytes'), { expires: 60 })
+  t.same(await cache.get('foreign-raw'), b('raw bytes'), 'a value without our header is returned as is')
+  t.equal(await cache.ttl('foreign-raw'), -1, 'its expiry is unknown')
+  t.equal(await cache.expire('foreign-raw', 1), true, 'expire uses touch on it')
+  t.same((await outsider.get('foreign-raw')).value, b('raw bytes'), 'without rewriting it')
+})
+
+t.test('a passed-in client is used and never closed', async (t) => {
+  const s = await server(t)
+  const client = direct(t, s)
+  const prefix = uniquePrefix()
+  const cache = createMemcachedStore({ client }, { keyPrefix: prefix, operationTimeout: OPERATION_TIMEOUT, log: silent })
+  await cache.connect()
+  await cache.set(`${prefix}:a`, b('x'), 60)
+  t.same(await cache.get(`${prefix}:a`), b('x'))
+  await cache.close()
+  await client.set('still-open', b('yes'), { expires: 60 })
+  t.same((await client.get('still-open')).value, b('yes'), 'the client still works after close()')
+})
+
+t.test('connect rejects when no server answers, quickly; resolves with one of two', async (t) => {
+  const s = await server(t)
+  const dead = await server(t)
+  await dead.kill()
+  const logs: Array<{ level: number, msg: string }> = []
+  const log = pino({ level: 'warn' }, { write: (line: string) => { logs.push(JSON.parse(line)) } })
+  const alone = createMemcachedStore({ servers: dead.address }, { keyPrefix: uniquePrefix(), operationTimeout: OPERATION_TIMEOUT, log })
+  t.teardown(() => alone.close())
+  const started = Date.now()
+  await t.rejects(alone.connect(), { code: 'FST_CACHE_BACKEND_UNAVAILABLE', message: new RegExp(dead.address) })
+  t.ok(Date.now() - started < 1000, 'refused at once, no long retries')
+  t.equal(await alone.ping(), false)
+
+  const half = createMemcachedStore({ servers: `${s.address},${dead.address}` }, { keyPrefix: uniquePrefix(), operationTimeout: OPERATION_TIMEOUT, log })
+  t.teardown(() => half.close())
+  await half.connect()
+  t.match(logs, [{ level: 40, msg: /some servers do not answer/ }])
+  t.equal(await half.ping(), true)
+})
+
+t.test('a stopped server: operations reject within the timeout, even under steady load; SIGCONT heals', async (t) => {
+  const s = await server(t)
+  const prefix = uniquePrefix()
+  const cache = await store(t, { servers: s.address }, prefix)
+  await cache.set(`${prefix}:a`, b('x'), 60)
+  s.pause()
+  t.teardown(() => s.resume())
+
+  // A request every 20 ms: each write would re-arm memjs's socket idle timer forever.
+  const outcomes = await Promise.all(Array.from({ length: 30 }, async (_, i) => {
+    await sleep(i * 20)
+    const started = Date.now()
+    const error = await cache.get(`${prefix}:a`).then(() => undefined, (err: Error) => err)
+    return { error, elapsed: Date.now() - started }
+  }))
+  for (const { error, elapsed } of outcomes) {
+    t.ok(error instanceof Error, 'rejected')
+    t.ok(elapsed < 2 * OPERATION_TIMEOUT + 300, `within the timeout (${elapsed} ms)`)
+  }
+  t.equal(await cache.ping(), false)
+
+  s.resume()
+  t.same(await cache.get(`${prefix}:a`), b('x'), 'answers again after SIGCONT, data intact')
+  t.equal(await cache.ping(), true)
+  await sleep(500) // let abandoned sockets (if any) reach the server
+  t.equal((await memcachedStats(s.port)).curr_connections, '2', 'one connection of ours (+ this stats one): none orphaned by the resets')
+})
+
+t.test('kill and restart on the same port: fails fast while down, works again after', async (t) => {
+  const s = await server(t)
+  const prefix = uniquePrefix()
+  const cache = await store(t, { servers: s.address }, prefix)
+  await cache.set(`${prefix}:a`, b('x'), 60)
+  await s.kill()
+  const started = Date.now()
+  await t.rejects(cache.get(`${prefix}:a`))
+  await t.rejects(cache.set(`${prefix}:a`, b('y'), 60))
+  t.ok(Date.now() - started < 1000, 'refused, not hanging')
+  t.equal(await cache.ping(), false)
+  await t.rejects(cache.connect())
+
+  await s.restart()
+  t.equal(await cache.ping(), true)
+  t.equal(await cache.get(`${prefix}:a`), undefined, 'a restarted memcached is empty')
+  await cache.set(`${prefix}:a`, b('z'), 60)
+  t.same(await cache.get(`${prefix}:a`), b('z'))
+})
+
+t.test('SASL: wrong credentials reject promptly instead of hanging', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mc-sasl-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  writeFileSync(join(dir, 'memcached.conf'), 'mech_list: plain\n')
+  const s = await server(t, { args: ['-S'], env: { SASL_CONF_PATH: dir } })
+  const cache = createMemcachedStore({ servers: s.address, username: 'nobody', password: 'wrong' },
+    { keyPrefix: uniquePrefix(), operationTimeout: OPERATION_TIMEOUT, log: silent })
+  t.teardown(() => cache.close())
+  const started = Date.now()
+  await t.rejects(cache.connect(), { code: 'FST_CACHE_BACKEND_UNAVAILABLE', message: /authentication/ })
+  await t.rejects(cache.get('k'), { message: /authentication/ })
+  t.ok(Date.now() - started < 2000)
+  t.equal(await cache.ping(), false)
+})
