@@ -1,13 +1,17 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { Codec, CorruptEntryError, type Entry } from './codec.js'
 import { InvalidRequestError } from './errors.js'
-import { escapeGlob } from './glob.js'
+import { compileGlob, escapeGlob } from './glob.js'
+import type { Flight } from './lookup.js'
 import type { ResolvedOptions } from './options.js'
 import { Stats } from './stats.js'
 import type { Store } from './stores/store.js'
 
 /** A store as the plugin holds it: the failover wrapper adds `fallbackActive` to remote ones. */
 export type ManagedStore = Store & { readonly fallbackActive?: boolean }
+
+/** How many invalidations changedSince() can look back over; older misses are not stored. */
+const RECENT_INVALIDATIONS = 1024
 
 /** Returned by reads when the store failed: the caller bypasses the cache. */
 export const UNAVAILABLE = Symbol('unavailable')
@@ -26,10 +30,15 @@ export class Engine {
   readonly prefix: string
   readonly escapedPrefix: string
   /**
-   * Bumped by every invalidation. A miss remembers it when it starts and does not store its
-   * response if it changed meanwhile: the response may predate the write that invalidated it.
+   * Bumped by every invalidation. A miss remembers it when it starts; before storing, it asks
+   * changedSince() whether an invalidation since then covered its key: its response may then
+   * predate the write, and storing it would bring stale data back until expiry.
    */
   invalidations = 0
+  /** In-process fills in progress, by key: concurrent misses of a key wait for one handler. */
+  readonly flights = new Map<string, Flight>()
+  /** The latest invalidations, oldest first: what each one covered. */
+  readonly #recent: Array<{ seq: number, covers: (key: string) => boolean }> = []
   #lastWarn = 0
   #suppressed = 0
 
@@ -70,6 +79,24 @@ export class Engine {
     this.log.warn({ op, key, backend: this.opts.backends.get('')?.backend, err, suppressed }, `Cache backend not available: ${message}`)
   }
 
+  /** Record an invalidation (before it is sent to the store). */
+  invalidated (covers: (key: string) => boolean): void {
+    this.invalidations++
+    if (this.#recent.length === RECENT_INVALIDATIONS) this.#recent.shift()
+    this.#recent.push({ seq: this.invalidations, covers })
+  }
+
+  /** Whether an invalidation since `seq` covered `key` (true when the record no longer reaches back). */
+  changedSince (key: string, seq: number): boolean {
+    if (this.invalidations === seq) return false
+    const recent = this.#recent
+    if (recent.length === 0 || recent[0].seq > seq + 1) return true
+    for (let i = recent.length - 1; i >= 0 && recent[i].seq > seq; i--) {
+      if (recent[i].covers(key)) return true
+    }
+    return false
+  }
+
   /** The decoded entry, undefined when missing or corrupt (deleted), UNAVAILABLE on failure. */
   async read (store: ManagedStore, key: string): Promise<Entry | undefined | typeof UNAVAILABLE> {
     let buf: Buffer | undefined
@@ -104,7 +131,7 @@ export class Engine {
   /** Resolves the number deleted; 0 when the store failed (logged; the store replays it). */
   async remove (store: ManagedStore, keys: readonly string[]): Promise<number> {
     if (keys.length === 0) return 0
-    this.invalidations++
+    this.invalidated(keys.length === 1 ? (k) => k === keys[0] : (k) => keys.includes(k))
     try {
       const n = await store.delete(keys)
       if (this.stats.enabled) this.stats.deletes += n
@@ -117,7 +144,7 @@ export class Engine {
 
   /** `pattern` is a full-key pattern (prefix already escaped). Rejects with the store's error. */
   async removePattern (store: ManagedStore, pattern: string): Promise<number> {
-    this.invalidations++
+    this.invalidated(compileGlob(pattern))
     const n = await store.deletePattern(pattern)
     if (this.stats.enabled) this.stats.deletes += n
     return n

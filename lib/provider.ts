@@ -135,7 +135,7 @@ export function createProvider (engine: Engine): CacheProvider {
     async clear (options) {
       const store = engine.store(options?.backendName)
       const prefix = scope(options)
-      engine.invalidations++
+      engine.invalidated((k) => k.startsWith(prefix))
       await guarded('clear', prefix, undefined, () => store.clear(prefix))
     },
     async ttl (key, options) {
@@ -162,8 +162,8 @@ export function createProvider (engine: Engine): CacheProvider {
         }
         const seq = engine.invalidations
         const value = await producer()
-        // Not stored when an invalidation ran meanwhile: the value may predate that write.
-        if (value !== undefined && engine.invalidations === seq) await write(t.store, t.key, value, ttl)
+        // Not stored when an invalidation of this key ran meanwhile: the value may predate it.
+        if (value !== undefined && !engine.changedSince(t.key, seq)) await write(t.store, t.key, value, ttl)
         return value
       })()
       inflight.set(id, work)

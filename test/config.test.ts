@@ -59,7 +59,7 @@ t.test('a route without config.cache carries no hook of ours', async (t) => {
   t.teardown(() => app.close())
   const seen = new Map<string, unknown[]>()
   app.addHook('onRoute', (route) => {
-    const hooks = [route.onRequest, route.onSend].flat().filter(Boolean)
+    const hooks = [route.onRequest, route.preParsing, route.onSend].flat().filter(Boolean)
     seen.set(`${route.method} ${route.url}`, hooks)
   })
   app.get('/plain', async () => 'x')

@@ -1,0 +1,90 @@
+import t from 'tap'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { ServerCacheOptions } from '../index.js'
+import { withCache } from './helpers/app.js'
+import { startMemcached } from './helpers/memcached-server.js'
+import { startRedisServer, type Teardown } from './helpers/redis-server.js'
+
+type Backends = Array<[string, (t: Teardown) => Promise<ServerCacheOptions>]>
+const backends: Backends = [
+  ['memory', async () => ({})],
+  ['redis', async (t) => ({ backend: 'redis', redis: { url: (await startRedisServer(t)).url } })],
+  ['memcached', async (t) => {
+    const server = await startMemcached()
+    t.teardown(() => server.stop())
+    return { backend: 'memcached', memcached: { servers: server.address } }
+  }],
+]
+
+for (const [name, options] of backends) {
+  t.test(`${name}: 200 concurrent GETs on a cold key run the handler once and all get its response`, async (t) => {
+    const { app } = await withCache(await options(t))
+    t.teardown(() => app.close())
+    let calls = 0
+    app.get('/hot/:id', { config: { cache: { keyPrefix: 'hot' } } }, async (_request, reply) => {
+      calls++
+      await sleep(100)
+      reply.header('x-made', String(calls))
+      return { calls, at: Date.now() }
+    })
+    const responses = await Promise.all(Array.from({ length: 200 }, () => app.inject('/hot/1')))
+    t.equal(calls, 1, 'one origin call')
+    const bodies = new Set(responses.map((r) => r.body))
+    t.equal(bodies.size, 1, 'one body for all')
+    t.ok(responses.every((r) => r.statusCode === 200 && r.headers['content-type'] === 'application/json; charset=utf-8'))
+    t.equal(responses.filter((r) => r.headers['x-cache'] === 'MISS').length, 1, 'one MISS, the rest served by the fill')
+  })
+
+  t.test(`${name}: errors are not shared; waiters run the handler themselves`, async (t) => {
+    const { app } = await withCache(await options(t))
+    t.teardown(() => app.close())
+    let calls = 0
+    app.get('/err/:id', { config: { cache: { keyPrefix: 'err' } } }, async () => {
+      calls++
+      await sleep(50)
+      if (calls === 1) throw new Error('origin failed')
+      return { ok: calls }
+    })
+    const responses = await Promise.all(Array.from({ length: 20 }, () => app.inject('/err/1')))
+    t.equal(responses.filter((r) => r.statusCode === 500).length, 1, 'only the leader saw the error')
+    t.ok(responses.filter((r) => r.statusCode === 200).length === 19)
+    t.ok(calls > 1)
+  })
+
+  t.test(`${name}: a slow GET racing a PATCH never brings pre-PATCH data back (real HTTP)`, async (t) => {
+    const { app } = await withCache(await options(t))
+    t.teardown(() => app.close())
+    const versions = new Map<string, number>()
+    const reading = new Map<string, () => void>()
+    app.get('/doc/:id', { config: { cache: { keyPrefix: 'doc' } } }, async (request) => {
+      const { id } = request.params as { id: string }
+      const seen = versions.get(id) ?? 0
+      reading.get(id)?.()
+      await sleep(100)
+      return { version: seen }
+    })
+    app.patch('/doc/:id', { config: { cache: { keyPrefix: 'doc' } } }, async (request) => {
+      const { id } = request.params as { id: string }
+      versions.set(id, (versions.get(id) ?? 0) + 1)
+      return { version: versions.get(id) }
+    })
+    const base = await app.listen({ port: 0, host: '127.0.0.1' })
+    const iterations = name === 'memcached' ? 30 : 100
+    let stale = 0
+    // Each round on a cold key: the slow GET misses and reads the old version, the PATCH lands
+    // while it sleeps, then GETs (which would join the slow fill) and a GET after it finished.
+    for (let i = 0; i < iterations; i++) {
+      const url = `${base}/doc/${i}`
+      const read = new Promise<void>((resolve) => reading.set(String(i), resolve))
+      const slow = fetch(url).then((r) => r.json())
+      await read
+      const patched = await (await fetch(url, { method: 'PATCH' })).json()
+      const during = await Promise.all([fetch(url), fetch(url)].map(async (r) => (await r).json()))
+      for (const after of during) if (after.version < patched.version) stale++
+      t.equal((await slow).version, patched.version - 1, 'the slow GET did read the old version')
+      const later = await (await fetch(url)).json()
+      if (later.version < patched.version) stale++
+    }
+    t.equal(stale, 0, `no pre-PATCH response after the PATCH answered, in ${iterations} races`)
+  })
+}
