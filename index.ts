@@ -26,7 +26,12 @@ const plugin: FastifyPluginAsync<ServerCacheOptions> = async function serverCach
   const cache = createProvider(engine)
   fastify.decorate('cache', cache)
   fastify.decorateRequest(kState, null)
-  fastify.addHook('onRoute', cacheRoutes(engine))
+  const unmatchable: string[] = []
+  fastify.addHook('onRoute', cacheRoutes(engine, unmatchable))
+  fastify.addHook('onReady', async () => {
+    if (unmatchable.length === 0) return
+    fastify.log.warn({ routes: unmatchable }, `Cache: patternToInvalidateExtra cannot work on Memcached (no pattern matching); these routes only delete their plain keys: ${unmatchable.join('; ')}`)
+  })
   if (opts.managementRoutes) managementRoutes(fastify, cache, opts.backends.get('')?.backend ?? 'memory', opts.managementRoutes)
 }
 

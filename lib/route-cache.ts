@@ -11,9 +11,10 @@ import { validate } from './validate.js'
 /**
  * The `onRoute` hook: validates a route's `config.cache` and compiles everything a request needs
  * (key builder, store, hooks) once, at registration. Routes without `config.cache` are left
- * untouched and pay nothing.
+ * untouched and pay nothing. Mutation routes whose patterns their store cannot match
+ * (Memcached) are listed into `unmatchable`, for one warning at start-up.
  */
-export function cacheRoutes (engine: Engine): (route: RouteOptions) => void {
+export function cacheRoutes (engine: Engine, unmatchable: string[]): (route: RouteOptions) => void {
   return function onRoute (route) {
     const raw = (route.config as { cache?: unknown } | undefined)?.cache
     if (raw === undefined) return
@@ -47,6 +48,7 @@ export function cacheRoutes (engine: Engine): (route: RouteOptions) => void {
       if (methods.includes('GET')) route.onSend = appendHook(route.onSend, makeFill(engine, store, new Set(cfg.statusCodes ?? [200]), expiration))
     }
     if (methods.some(isMutation)) {
+      if (patterns.length > 0 && store.kind === 'memcached') unmatchable.push(`${methods.join(',')} ${route.url}`)
       route.onSend = appendHook(route.onSend, makeInvalidate(engine, store, (request) => key(request, request), extras, patterns))
     }
   }

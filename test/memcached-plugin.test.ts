@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { withCache, ERROR, type LogLine } from './helpers/app.js'
+import { withCache, ERROR, WARN, type LogLine } from './helpers/app.js'
 import { startMemcached, type MemcachedServer } from './helpers/memcached-server.js'
 
 const OPERATION_TIMEOUT = 100
@@ -82,6 +82,15 @@ t.test('patternToInvalidateExtra logs PatternMatchingNotSupportedError per reque
     t.match(errors[round - 1], { msg: /widget_list/ })
   }
   t.equal((await app.inject('/widgets/7')).headers['x-cache'], 'MISS', 'the plain key was deleted')
+})
+
+t.test('at start-up, one warning lists the routes whose patterns cannot work on memcached', async (t) => {
+  const { app, logs } = await setup(t)
+  app.delete('/widgets/:widgetId', { config: { cache: { keyPrefix: 'widget', patternToInvalidateExtra: ['a:*'] } } }, async () => ({ ok: true }))
+  await app.ready()
+  const warnings = logs.filter((l) => l.level === WARN && /cannot work on Memcached/.test(l.msg))
+  t.equal(warnings.length, 1)
+  t.same(warnings[0].routes, ['PATCH /widgets/:widgetId', 'DELETE /widgets/:widgetId'], 'the PUT without patterns is not listed')
 })
 
 t.test('namespaces clear on memcached without touching other namespaces', async (t) => {

@@ -1,6 +1,7 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import { Cluster, type Redis } from 'ioredis'
+import serverCache from '../index.js'
 import { createRedisStore } from '../lib/stores/redis.js'
 import { startRedisCluster } from './helpers/redis-server.js'
 
@@ -55,5 +56,39 @@ t.test('a 3-master cluster: keys across slots, deletePattern and clear on every 
   t.equal(await store.ping(), true)
 
   await store.close()
+  t.equal(client.status, 'ready', 'the cluster client passed in is not closed')
+})
+
+t.test('the plugin on a 3-master cluster: route caching, key deletes and patterns across masters', async (t) => {
+  const cluster = await startRedisCluster(t, 3)
+  const client = new Cluster(cluster.startupNodes, { lazyConnect: true })
+  t.teardown(() => client.disconnect())
+  await client.connect()
+  const keyPrefix = 'plugin'
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(serverCache, { backend: 'redis', redis: { client }, keyPrefix })
+  let version = 1
+  app.get('/users/:userId/widgets', { config: { cache: { keyPrefix: 'user_{userId}_widgets:page_{page}', resourceIdName: null } } }, async () => ({ version }))
+  app.get('/widgets/:widgetId', { config: { cache: { keyPrefix: 'widget' } } }, async () => ({ version }))
+  app.patch('/users/:userId/widgets/:widgetId', {
+    config: { cache: { keyPrefix: 'widget', resourceIdName: 'widgetId', patternToInvalidateExtra: ['user_{userId}_widgets:*'] } },
+  }, async () => { version++; return { version } })
+
+  const pages = Array.from({ length: 20 }, (_, i) => `/users/1/widgets?page=${i}`)
+  for (const url of [...pages, '/widgets/5']) t.equal((await app.inject(url)).headers['x-cache'], 'MISS')
+  for (const url of [...pages, '/widgets/5']) t.equal((await app.inject(url)).headers['x-cache'], 'HIT')
+  await app.inject('/users/2/widgets?page=0')
+  const stored = pages.map((_, i) => `${keyPrefix}:user_1_widgets:page_${i}`)
+  const spread = await holders(client.nodes('master'), stored)
+  t.ok(spread.filter((n) => n > 0).length >= 2, `the list pages live on several masters: ${spread.join('/')}`)
+
+  t.equal((await app.inject({ method: 'PATCH', url: '/users/1/widgets/5' })).statusCode, 200)
+  t.same(await holders(client.nodes('master'), stored), [0, 0, 0], 'every match deleted, on every master')
+  const after = await app.inject('/widgets/5')
+  t.equal(after.headers['x-cache'], 'MISS', 'the key delete went through')
+  t.equal(after.json().version, 2)
+  t.equal((await app.inject('/users/2/widgets?page=0')).headers['x-cache'], 'HIT', 'another user\'s list survives')
+  await app.close()
   t.equal(client.status, 'ready', 'the cluster client passed in is not closed')
 })
