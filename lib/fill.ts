@@ -20,7 +20,8 @@ export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<
     const headers = reply.getHeaders()
     if (request.method !== 'GET' || !statusCodes.has(reply.statusCode) || !cacheablePayload(payload) || !cacheableHeaders(headers)) {
       miss.flight?.settle(null)
-      return done(null, payload)
+      if (miss.lease === undefined) return done(null, payload)
+      return release(engine, store, miss.lease).then(() => done(null, payload))
     }
     const body = payload == null ? Buffer.alloc(0) : typeof payload === 'string' ? Buffer.from(payload) : payload as Buffer
     const stored: Record<string, string> = {}
@@ -35,8 +36,15 @@ export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<
     }
     const entry: ResponseEntry = { kind: 'response', status: reply.statusCode, headers: stored, storedAt: Date.now(), etag, vary: responseVary(request, stored.vary), body }
     miss.flight?.settle(entry)
-    persist(engine, store, miss, entry, expiration).then(() => done(null, payload), done)
+    persist(engine, store, miss, entry, expiration)
+      .then(() => miss.lease === undefined ? undefined : release(engine, store, miss.lease))
+      .then(() => done(null, payload), done)
   }
+}
+
+/** Not an invalidation: the lease only tells other instances that a fill is under way. */
+async function release (engine: Engine, store: ManagedStore, lease: string): Promise<void> {
+  await store.delete([lease]).catch((err) => engine.failed(err, 'delete', lease))
 }
 
 function cacheablePayload (payload: unknown): boolean {

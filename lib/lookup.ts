@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyReply, FastifyRequest, preParsingHookHandler } from 'fastify'
 import type { ResponseEntry } from './codec.js'
 import { UNAVAILABLE, type Engine, type ManagedStore } from './engine.js'
@@ -22,6 +23,8 @@ export interface Miss {
   variant?: string
   /** Set when this request leads a coalesced fill that others wait on. */
   flight?: Flight
+  /** The cross-instance lease this request holds, released once its response is settled. */
+  lease?: string
 }
 export type RequestState = Miss | typeof HIT | typeof BYPASS | null
 
@@ -32,6 +35,8 @@ export interface Flight {
   done: Promise<ResponseEntry | null>
   settle: (entry: ResponseEntry | null) => void
 }
+
+const LEASE = Buffer.from('lease')
 
 /** How long a waiter waits for the leader before running the handler itself. */
 const FLIGHT_TIMEOUT_MS = 10_000
@@ -78,7 +83,7 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
         serve(reply, found.entry, request.headers['if-none-match'], header)
         return
       }
-      join(route, request, found.miss).then((entry) => {
+      join(route, request, k, found.miss).then((entry) => {
         if (entry !== null) {
           request[kState] = HIT
           if (stats.enabled) { stats.hits++; route.counter.hits++ }
@@ -132,7 +137,7 @@ async function find (route: LookupRoute, request: FastifyRequest, k: string): Pr
  * predate the write); a GET that cannot join leads a new flight. HEAD requests join but never
  * lead, since their responses are not stored.
  */
-async function join (route: LookupRoute, request: FastifyRequest, miss: Miss): Promise<ResponseEntry | null> {
+async function join (route: LookupRoute, request: FastifyRequest, k: string, miss: Miss): Promise<ResponseEntry | null> {
   const { engine } = route
   const flights = engine.flights
   // The key a flight is known by; a `vary` miss's own key changes once its set's token is known.
@@ -156,6 +161,41 @@ async function join (route: LookupRoute, request: FastifyRequest, miss: Miss): P
   }
   flights.set(id, flight)
   miss.flight = flight
+  if (engine.opts.lease === false || route.store.kind === 'memory') return null
+  const filled = await leased(route, request, k, miss)
+  if (filled !== null) flight.settle(filled)
+  return filled
+}
+
+/**
+ * Across instances: take the key's lease, or wait (bounded) for the instance holding it to store
+ * its response. Resolves that response, or null when this request must run the handler: it holds
+ * the lease, the wait ran out, or the store failed (fail-open: run the handler).
+ */
+async function leased (route: LookupRoute, request: FastifyRequest, k: string, miss: Miss): Promise<ResponseEntry | null> {
+  const { engine, store } = route
+  const lease = engine.opts.lease as { ttl: number, wait: number, poll: number }
+  const leaseKey = miss.key + '|lease'
+  const take = async (): Promise<boolean> => {
+    try {
+      if (!await store.add(leaseKey, LEASE, Math.ceil(lease.ttl / 1000))) return false
+      miss.lease = leaseKey
+      return true
+    } catch (err) {
+      engine.failed(err, 'add', leaseKey)
+      return true
+    }
+  }
+  if (await take()) return null
+  const deadline = Date.now() + lease.wait
+  while (Date.now() < deadline) {
+    await sleep(lease.poll)
+    const found = await find(route, request, k)
+    if (found === UNAVAILABLE) return null
+    if (found.entry !== undefined) return found.entry
+    // The holder finished without storing (an error, an uncacheable response): take over.
+    if (await take()) return null
+  }
   return null
 }
 

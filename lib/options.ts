@@ -13,6 +13,7 @@ export interface ResolvedOptions {
   statistics: boolean
   fallback: 'memory' | 'none'
   operationTimeout: number
+  lease: false | { ttl: number, wait: number, poll: number }
   cacheHeader: string | false
   /** The default store is '' in this map; named `backends` follow. */
   backends: Map<string, Required<Pick<BackendSpec, 'backend'>> & BackendSpec & { memory: { maxEntries: number, maxBytes: number } }>
@@ -52,6 +53,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     statistics: options.statistics ?? true,
     fallback: options.fallback ?? 'memory',
     operationTimeout: options.operationTimeout ?? 250,
+    lease: options.lease ? { ttl: options.lease.ttl ?? 5000, wait: options.lease.wait ?? 2000, poll: options.lease.poll ?? 20 } : false,
     cacheHeader: options.cacheHeader === undefined ? 'x-cache' : options.cacheHeader === false ? false : options.cacheHeader.toLowerCase(),
     backends,
     managementRoutes: resolveManagement(options.managementRoutes),

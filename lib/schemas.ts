@@ -74,6 +74,16 @@ export const PluginOptionsSchema = Type.Object({
   statistics: Type.Optional(Type.Boolean()),
   fallback: Type.Optional(Type.Union([Type.Literal('memory'), Type.Literal('none')])),
   operationTimeout: Type.Optional(Millis),
+  /**
+   * Cross-instance fill lease (Redis and Memcached): on a miss, one instance takes a lease on the
+   * key (`SET NX` / `add`) and runs the handler; the others poll for its entry for up to `wait`
+   * ms, then run the handler themselves. `ttl` bounds how long a lease is held (whole seconds).
+   */
+  lease: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
+    ttl: Type.Optional(Millis),
+    wait: Type.Optional(Millis),
+    poll: Type.Optional(Millis),
+  }, { additionalProperties: false })])),
   cacheHeader: Type.Optional(Type.Union([Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }), Type.Literal(false)])),
   managementRoutes: Type.Optional(Type.Union([Type.Literal(false), ManagementRoutesSchema])),
 }, { additionalProperties: false })

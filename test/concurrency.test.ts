@@ -88,3 +88,28 @@ for (const [name, options] of backends) {
     t.equal(stale, 0, `no pre-PATCH response after the PATCH answered, in ${iterations} races`)
   })
 }
+
+for (const [name, options] of backends.slice(1)) {
+  t.test(`${name}: two instances sharing the store with the lease on make one origin call in total`, async (t) => {
+    const shared = await options(t)
+    const keyPrefix = `lease-${Math.random().toString(36).slice(2)}`
+    let calls = 0
+    const instance = async (lease: boolean) => {
+      const { app } = await withCache({ ...shared, keyPrefix, lease: lease ? { wait: 3000 } : false })
+      t.teardown(() => app.close())
+      app.get('/cold/:id', { config: { cache: { keyPrefix: 'cold' } } }, async () => { calls++; await sleep(200); return { calls } })
+      return app
+    }
+    const [a, b] = await Promise.all([instance(true), instance(true)])
+    const responses = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 ? a : b).inject('/cold/1')))
+    t.equal(calls, 1, 'one origin call across both instances')
+    t.equal(new Set(responses.map((r) => r.body)).size, 1)
+    t.ok(responses.every((r) => r.statusCode === 200))
+
+    // The same race without the lease: each instance fills for itself.
+    calls = 0
+    const [c, d] = await Promise.all([instance(false), instance(false)])
+    await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? c : d).inject('/cold/2')))
+    t.equal(calls, 2, 'without the lease, one origin call per instance')
+  })
+}

@@ -15,6 +15,7 @@ t.test('invalid plugin options fail register naming the option and the value', a
     [{ managementRoutes: {} }, /managementRoutes: an onRequest access check is required/],
     [{ backends: { b: { backend: 'x' } } }, /^backends\.b\.backend: expected/],
     [{ fallback: 'redis' }, /^fallback: expected 'memory' \| 'none', got 'redis'$/],
+    [{ lease: { wait: 0 } }, /^lease\.wait: expected an integer >= 1, got 0$/],
   ]
   for (const [options, message] of cases) {
     const app = Fastify()
