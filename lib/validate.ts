@@ -9,9 +9,7 @@ import { CacheConfigurationError } from './errors.js'
  */
 export function validate<T extends TSchema> (schema: T, value: unknown, where?: string): void {
   if (Value.Check(schema, value)) return
-  const errors = [...Value.Errors(schema, value)]
-  // A missing required property is reported before anything else about the same path.
-  const first = errors.find((e) => e.message === 'Unexpected property') ?? errors[0]
+  const first = firstError(schema, value, '')
   const path = first.path.split('/').filter(Boolean).join('.') || '(options)'
   const name = where === undefined ? path : `${where}: ${path}`
   let message: string
@@ -23,6 +21,23 @@ export function validate<T extends TSchema> (schema: T, value: unknown, where?: 
     message = `${name}: expected ${describe(first.schema)}, got ${show(first.value)}`
   }
   throw new CacheConfigurationError(message)
+}
+
+interface Found { path: string, message: string, schema: TSchema, value: unknown }
+
+/**
+ * The most specific error: for `false | { ... }` given an object, the error inside the object
+ * (`lease.wait: ...`) says more than "expected false | an object, got an object".
+ */
+function firstError (schema: TSchema, value: unknown, base: string): Found {
+  const errors = [...Value.Errors(schema, value)]
+  const first = errors.find((e) => e.message === 'Unexpected property') ?? errors[0]
+  const found = { path: base + first.path, message: first.message, schema: first.schema, value: first.value }
+  if (first.schema[Kind] === 'Union' && first.value !== null && typeof first.value === 'object' && !Array.isArray(first.value)) {
+    const objectMember = (first.schema.anyOf as TSchema[]).find((m) => m[Kind] === 'Object')
+    if (objectMember !== undefined) return firstError(objectMember, first.value, found.path)
+  }
+  return found
 }
 
 function describe (schema: TSchema): string {
