@@ -37,6 +37,8 @@ export class Engine {
   invalidations = 0
   /** In-process fills in progress, by key: concurrent misses of a key wait for one handler. */
   readonly flights = new Map<string, Flight>()
+  /** Store reads in flight, per store and key, for #sharedGet. */
+  readonly #reads = new WeakMap<ManagedStore, Map<string, { seq: number, get: Promise<Buffer | undefined> }>>()
   /** The latest invalidations, oldest first: what each one covered. */
   readonly #recent: Array<{ seq: number, covers: (key: string) => boolean }> = []
   #lastWarn = 0
@@ -101,12 +103,21 @@ export class Engine {
   async read (store: ManagedStore, key: string): Promise<Entry | undefined | typeof UNAVAILABLE> {
     let buf: Buffer | undefined
     try {
-      buf = await store.get(key)
+      buf = await (store.getSync === undefined ? this.#sharedGet(store, key) : store.getSync(key))
     } catch (err) {
       this.failed(err, 'get', key)
       return UNAVAILABLE
     }
-    if (buf === undefined) return undefined
+    return buf === undefined ? undefined : this.#decode(store, key, buf)
+  }
+
+  /** read() for stores with getSync (memory): no promise, no microtask. */
+  readNow (store: ManagedStore & { getSync: (key: string) => Buffer | undefined }, key: string): Entry | undefined {
+    const buf = store.getSync(key)
+    return buf === undefined ? undefined : this.#decode(store, key, buf)
+  }
+
+  #decode (store: ManagedStore, key: string, buf: Buffer): Entry | undefined {
     try {
       return this.codec.decode(buf)
     } catch (err) {
@@ -117,7 +128,29 @@ export class Engine {
     }
   }
 
+  /**
+   * Concurrent reads of one key share one store round trip (and, the Buffer being the same, one
+   * decode): under load a hot key costs one GET per round trip, not one per request. A read that
+   * starts after an invalidation or a write of the key never joins one that started before it.
+   */
+  #sharedGet (store: ManagedStore, key: string): Promise<Buffer | undefined> {
+    let reads = this.#reads.get(store)
+    if (reads === undefined) {
+      reads = new Map()
+      this.#reads.set(store, reads)
+    }
+    const running = reads.get(key)
+    if (running !== undefined && !this.changedSince(key, running.seq)) return running.get
+    const read = { seq: this.invalidations, get: store.get(key) }
+    reads.set(key, read)
+    const done = (): void => { if (reads.get(key) === read) reads.delete(key) }
+    read.get.then(done, done)
+    return read.get
+  }
+
   async write (store: ManagedStore, key: string, value: Buffer, ttl: number): Promise<boolean> {
+    // A read in flight may predate this write: later readers must not join it.
+    this.#reads.get(store)?.delete(key)
     try {
       await store.set(key, value, ttl)
       if (this.stats.enabled) this.stats.sets++

@@ -62,6 +62,24 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
   const stats = engine.stats
   const prefix = engine.prefix
 
+  const hit = (request: FastifyRequest, reply: FastifyReply, entry: ResponseEntry): void => {
+    request[kState] = HIT
+    if (stats.enabled) { stats.hits++; route.counter.hits++ }
+    serve(reply, entry, request.headers['if-none-match'], header)
+  }
+  const missed = (request: FastifyRequest, reply: FastifyReply, k: string, miss: Miss, payload: unknown, done: DoneFn): void => {
+    join(route, request, k, miss).then((entry) => {
+      if (entry !== null) return hit(request, reply, entry)
+      request[kState] = miss
+      if (stats.enabled) { stats.misses++; route.counter.misses++ }
+      if (header) reply.header(header, 'MISS')
+      done(null, payload)
+    }, done)
+  }
+  // The memory store answers synchronously: a hit is served in the same tick, no promise.
+  const store = route.store
+  const syncStore = store.getSync !== undefined && route.vary.length === 0 ? store as ManagedStore & { getSync: (key: string) => Buffer | undefined } : undefined
+
   return function cacheLookup (request, reply, payload, done) {
     let k: string
     try {
@@ -72,32 +90,24 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
       bypass(engine, request, reply)
       return done(null, payload)
     }
+    if (syncStore !== undefined) {
+      const seq = engine.invalidations
+      const entry = engine.readNow(syncStore, k)
+      if (entry?.kind === 'response' && sameVariant(entry, request)) return hit(request, reply, entry)
+      return missed(request, reply, k, { key: k, seq }, payload, done)
+    }
     find(route, request, k).then((found) => {
       if (found === UNAVAILABLE) {
         bypass(engine, request, reply)
         return done(null, payload)
       }
-      if (found.entry !== undefined) {
-        request[kState] = HIT
-        if (stats.enabled) { stats.hits++; route.counter.hits++ }
-        serve(reply, found.entry, request.headers['if-none-match'], header)
-        return
-      }
-      join(route, request, k, found.miss).then((entry) => {
-        if (entry !== null) {
-          request[kState] = HIT
-          if (stats.enabled) { stats.hits++; route.counter.hits++ }
-          serve(reply, entry, request.headers['if-none-match'], header)
-          return
-        }
-        request[kState] = found.miss
-        if (stats.enabled) { stats.misses++; route.counter.misses++ }
-        if (header) reply.header(header, 'MISS')
-        done(null, payload)
-      }, done)
+      if (found.entry !== undefined) return hit(request, reply, found.entry)
+      missed(request, reply, k, found.miss, payload, done)
     }, done)
   }
 }
+
+type DoneFn = (err?: Error | null, payload?: any) => void
 
 function bypass (engine: Engine, request: FastifyRequest, reply: FastifyReply): void {
   request[kState] = BYPASS

@@ -214,3 +214,31 @@ t.test('@fastify/redis registered first: fastify.redis is reused', async (t) => 
   t.equal(await shared.exists('fastify-cache:w:1'), 1, 'stored through fastify.redis (db 4)')
   t.equal(await app.cache.ping(), true)
 })
+
+t.test('concurrent lookups of a hot key share one Redis GET', async (t) => {
+  const server = await startRedisServer(t)
+  const { app, raw } = await setup(t, server)
+  await get(app, '/widgets/9')
+  const gets = async () => Number(/cmdstat_get:calls=(\d+)/.exec(await raw.info('commandstats'))?.[1] ?? 0)
+  const before = await gets()
+  const responses = await Promise.all(Array.from({ length: 50 }, () => app.inject('/widgets/9')))
+  t.ok(responses.every((r) => r.headers['x-cache'] === 'HIT'))
+  const used = await gets() - before
+  t.ok(used >= 1 && used < 10, `50 hits took ${used} GET(s)`)
+})
+
+t.test('a read that starts after a write or a delete never joins one in flight from before it', async (t) => {
+  const server = await startRedisServer(t)
+  const { app } = await setup(t, server)
+  for (let i = 0; i < 20; i++) {
+    await app.cache.set('k', 'old')
+    const early = app.cache.get('k')
+    await app.cache.set('k', 'new')
+    t.equal(await app.cache.get('k'), 'new', 'after a set')
+    t.equal(await early, 'old')
+    const early2 = app.cache.get('k')
+    await app.cache.delete('k')
+    t.equal(await app.cache.get('k'), undefined, 'after a delete')
+    await early2
+  }
+})
