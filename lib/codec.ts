@@ -52,29 +52,37 @@ export class Codec {
     this.#compress = compression
   }
 
-  encodeResponse (entry: Omit<ResponseEntry, 'kind'>): Buffer {
+  /**
+   * `compress: false` for the memory store: it hands back the very Buffer it was given, whose
+   * decoded form is memoized, so compressing would only cost CPU on every miss.
+   */
+  encodeResponse (entry: Omit<ResponseEntry, 'kind'>, compress = true): Buffer {
     const meta = Buffer.from(JSON.stringify({ s: entry.status, h: entry.headers, t: entry.storedAt, e: entry.etag, v: entry.vary }))
-    const [flag, body] = this.#maybeCompress(entry.body)
-    const head = Buffer.allocUnsafe(7)
-    head[0] = MAGIC
-    head[1] = FORMAT
-    head[2] = KIND_RESPONSE | flag
-    head.writeUInt32BE(meta.length, 3)
-    const out = Buffer.concat([head, meta, body])
-    this.#decoded.set(out, { kind: 'response', ...entry })
+    const [flag, body] = compress ? this.#maybeCompress(entry.body) : [0, entry.body]
+    const out = exact([HEAD, meta, body], 7 + meta.length + body.length)
+    out[2] = KIND_RESPONSE | flag
+    out.writeUInt32BE(meta.length, 3)
+    // Uncompressed, the memo's body is a view of the entry itself: no second copy is kept alive.
+    this.#decoded.set(out, { kind: 'response', ...entry, body: flag === 0 ? out.subarray(7 + meta.length) : entry.body })
     return out
   }
 
   /** Throws a TypeError for values JSON cannot hold. */
-  encodeValue (value: unknown): Buffer {
+  encodeValue (value: unknown, compress = true): Buffer {
     const json = JSON.stringify(value)
     if (json === undefined) throw new TypeError(`value: ${typeof value} cannot be stored (not representable in JSON)`)
-    const [flag, body] = this.#maybeCompress(Buffer.from(json))
-    return Buffer.concat([Buffer.from([MAGIC, FORMAT, KIND_VALUE | flag]), body])
+    const raw = Buffer.from(json)
+    const [flag, body] = compress ? this.#maybeCompress(raw) : [0, raw]
+    const out = exact([HEAD.subarray(0, 3), body], 3 + body.length)
+    out[2] = KIND_VALUE | flag
+    return out
   }
 
   encodeVariants (token: string): Buffer {
-    return Buffer.concat([Buffer.from([MAGIC, FORMAT, KIND_VARIANTS]), Buffer.from(token)])
+    const t = Buffer.from(token)
+    const out = exact([HEAD.subarray(0, 3), t], 3 + t.length)
+    out[2] = KIND_VARIANTS
+    return out
   }
 
   /** Throws CorruptEntryError for anything that is not a whole entry of ours. */
@@ -117,6 +125,20 @@ export class Codec {
     // Incompressible bodies (images, already-gzipped) are kept as they are.
     return gz.length < body.length ? [COMPRESSED, gz] : [0, body]
   }
+}
+
+/** Magic and format bytes; kind and lengths are written per entry. */
+const HEAD = Buffer.from([MAGIC, FORMAT, 0, 0, 0, 0, 0])
+
+/**
+ * Entries live long: a Buffer of their own size, never a slice of Node's shared 8 KiB pool,
+ * which a small cached entry would otherwise keep alive whole.
+ */
+function exact (parts: Buffer[], length: number): Buffer {
+  const out = Buffer.allocUnsafeSlow(length)
+  let at = 0
+  for (const part of parts) at += part.copy(out, at)
+  return out
 }
 
 /** A strong validator derived from the exact bytes, computed once when the entry is stored. */

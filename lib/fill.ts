@@ -83,7 +83,7 @@ async function persist (engine: Engine, store: ManagedStore, miss: Miss, entry: 
     if (overtaken(engine, miss)) return
   }
   const { kind: _kind, ...fields } = entry
-  await engine.write(store, miss.key, engine.codec.encodeResponse(fields), ttl)
+  await engine.write(store, miss.key, engine.codec.encodeResponse(fields, store.kind !== 'memory'), ttl)
 }
 
 /** The token of the key's variant set, creating the set when there is none. */

@@ -84,7 +84,7 @@ export function createProvider (engine: Engine): CacheProvider {
   async function write (store: ManagedStore, key: string, value: unknown, ttl: number): Promise<void> {
     let buf: Buffer
     try {
-      buf = codec.encodeValue(value)
+      buf = codec.encodeValue(value, store.kind !== 'memory')
     } catch (err) {
       throw new InvalidRequestError((err as Error).message, { cause: err })
     }

@@ -242,3 +242,29 @@ t.test('a read that starts after a write or a delete never joins one in flight f
     await early2
   }
 })
+
+t.test('compression: large bodies and values are stored gzipped in Redis and read back transparently', async (t) => {
+  const server = await startRedisServer(t)
+  const raw = new Redis(server.url)
+  t.teardown(() => raw.disconnect())
+  const big = { text: 'lorem ipsum '.repeat(500) }
+  const size = JSON.stringify(big).length
+  const { app } = await withCache({ backend: 'redis', redis: { url: server.url }, keyPrefix: 'gz', compression: { enabled: true, threshold: 64 } })
+  t.teardown(() => app.close())
+  app.get('/big', { config: { cache: { keyPrefix: 'big' } } }, async () => big)
+  await app.inject('/big')
+  const hit = await app.inject('/big')
+  t.equal(hit.headers['x-cache'], 'HIT')
+  t.same(hit.json(), big)
+  const stored = await raw.getBuffer('gz:big') as Buffer
+  t.ok(stored.length < size / 4, `stored ${stored.length} bytes for a ${size}-byte body`)
+  t.equal(stored[2] & 0x10, 0x10, 'flagged compressed')
+  await app.cache.set('v', big)
+  t.ok((await raw.getBuffer('gz:v') as Buffer).length < size / 4)
+  t.same(await app.cache.get('v'), big)
+
+  const off = await withCache({ backend: 'redis', redis: { url: server.url }, keyPrefix: 'plain', compression: { enabled: false } })
+  t.teardown(() => off.app.close())
+  await off.app.cache.set('v', big)
+  t.ok((await raw.getBuffer('plain:v') as Buffer).length > size, 'compression: { enabled: false } stores it as is')
+})

@@ -95,15 +95,15 @@ export function request (conn: MemcachedConnection, opcode: number, key: string,
   const seq = client.seq
   const buffer = memjs.Utils.makeRequestBuffer(opcode, key, parts.extras ?? '', parts.value ?? '', seq)
   parts.cas?.copy(buffer, 16)
-  return withDeadline(conn, client.server(key), (done) => client.perform(key, buffer, seq, done))
+  return withDeadline(conn, client.server(key), conn.timeout, (done) => client.perform(key, buffer, seq, done))
 }
 
 /** `version` on one given server: whether that server answers. */
-export function serverVersion (conn: MemcachedConnection, server: Server): Promise<Response> {
+export function serverVersion (conn: MemcachedConnection, server: Server, timeout = conn.timeout): Promise<Response> {
   conn.client.incrSeq()
   const seq = conn.client.seq
   const buffer = memjs.Utils.makeRequestBuffer(Op.version, '', '', '', seq)
-  return withDeadline(conn, server, (done) => {
+  return withDeadline(conn, server, timeout, (done) => {
     server.onResponse(seq, (response) => done(null, response))
     server.onError(seq, (err) => done(err))
     server.write(buffer)
@@ -112,7 +112,7 @@ export function serverVersion (conn: MemcachedConnection, server: Server): Promi
 
 type Done = (err: unknown, response?: Response) => void
 
-function withDeadline (conn: MemcachedConnection, server: Server | undefined | null, send: (done: Done) => void): Promise<Response> {
+function withDeadline (conn: MemcachedConnection, server: Server | undefined | null, timeout: number, send: (done: Done) => void): Promise<Response> {
   return new Promise((resolve, reject) => {
     let settled = false
     const finish: Done = (err, response) => {
@@ -124,10 +124,10 @@ function withDeadline (conn: MemcachedConnection, server: Server | undefined | n
       else resolve(response)
     }
     const timer = setTimeout(() => {
-      const err = new Error(`memcached ${server === undefined || server === null ? '' : `${server.host}:${server.port} `}did not answer within ${conn.timeout} ms`)
+      const err = new Error(`memcached ${server === undefined || server === null ? '' : `${server.host}:${server.port} `}did not answer within ${timeout} ms`)
       finish(err)
       if (server !== undefined && server !== null) reset(server, err)
-    }, conn.timeout)
+    }, timeout)
     try {
       send(finish)
     } catch (err) {

@@ -31,6 +31,8 @@ import type { Store, StoreContext } from './store.js'
 const GUESS_LIMIT = 1024
 /** Rounds of optimistic concurrency (CAS) before giving up on a key others keep rewriting. */
 const CAS_ATTEMPTS = 5
+/** How long connect() waits for a server to answer `version` (requests keep their own timeout). */
+const CONNECT_TIMEOUT_MS = 5000
 
 export function createMemcachedStore (options: MemcachedOptions | undefined, ctx: StoreContext): Store {
   const conn = buildConnection(options, ctx)
@@ -178,8 +180,8 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
     throw new Error(`memcached: expire of '${fullKey}' lost ${CAS_ATTEMPTS} races in a row`)
   }
 
-  async function answering (): Promise<{ ok: number, failures: string[] }> {
-    const results = await Promise.allSettled(conn.client.servers.map((server) => serverVersion(conn, server)))
+  async function answering (timeout: number): Promise<{ ok: number, failures: string[] }> {
+    const results = await Promise.allSettled(conn.client.servers.map((server) => serverVersion(conn, server, timeout)))
     const failures: string[] = []
     results.forEach((result, i) => {
       const server = conn.client.servers[i]
@@ -192,7 +194,9 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
     kind: 'memcached',
 
     async connect () {
-      const { ok, failures } = await answering()
+      // Start-up (and recovery probes) may wait longer than a request: a busy machine must not
+      // send the app to its fallback because one `version` took 300 ms.
+      const { ok, failures } = await answering(Math.max(conn.timeout, CONNECT_TIMEOUT_MS))
       // With several servers, the ones that answer are usable (requests for keys on the others
       // fail and the caller fails open for those); only a wholly unreachable cluster is fatal.
       if (ok === 0) throw new BackendUnavailableError(`memcached: no server answered (${failures.join('; ')})`)
@@ -241,7 +245,7 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
 
     async ping () {
       try {
-        return (await answering()).ok > 0
+        return (await answering(conn.timeout)).ok > 0
       } catch {
         return false
       }
