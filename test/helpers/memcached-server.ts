@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { connect, createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { stopProcess } from './signals.js'
 
 /**
  * A real memcached on a free loopback port, for tests that need real faults: pause() is SIGSTOP
@@ -59,7 +60,7 @@ function wrap (port: number, first: ChildProcess, options: MemcachedServerOption
     port,
     address: `${HOST}:${port}`,
     get pid () { return child?.pid },
-    pause () { child?.kill('SIGSTOP') },
+    pause () { stopProcess(child?.pid) },
     resume () { child?.kill('SIGCONT') },
     async kill () {
       const current = child

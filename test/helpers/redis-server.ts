@@ -4,6 +4,7 @@ import { createServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { stopProcess } from './signals.js'
 
 /**
  * Real redis-server processes for tests: loopback only, free ports (never 6379), no
@@ -181,7 +182,7 @@ class RedisProcess implements RedisServer {
     }
   }
 
-  pause (): void { killQuietly(this.child?.pid, 'SIGSTOP') }
+  pause (): void { stopProcess(this.child?.pid) }
   resume (): void { killQuietly(this.child?.pid, 'SIGCONT') }
 
   async kill (): Promise<void> {
