@@ -111,8 +111,8 @@ const VARIANTS = [
   { name: 'ceil-map', script: 'onrequest-map.js', path: '/items/1', kind: 'ceiling', baseline: 'raw', what: 'ceiling: onRequest hook replying from a Map' },
   { name: 'ceil-ioredis', script: 'onrequest-ioredis.js', path: '/items/1', kind: 'ceiling', needs: 'redis', baseline: 'raw', what: 'ceiling: onRequest hook, one ioredis GET' },
   { name: 'ceil-memjs', script: 'onrequest-memjs.js', path: '/items/1', kind: 'ceiling', needs: 'memcached', baseline: 'raw', what: 'ceiling: onRequest hook, one memjs get' },
-  { name: 'ceil-ioredis-shared', script: 'onrequest-ioredis-shared.js', path: '/items/1', kind: 'ceiling', needs: 'redis', baseline: 'raw', what: 'stretch: ioredis GET shared by concurrent lookups of a key' },
-  { name: 'ceil-memjs-shared', script: 'onrequest-memjs-shared.js', path: '/items/1', kind: 'ceiling', needs: 'memcached', baseline: 'raw', what: 'stretch: memjs get shared by concurrent lookups of a key' },
+  { name: 'ceil-ioredis-shared', script: 'onrequest-ioredis.js', env: { SHARED_READS: '1' }, path: '/items/1', kind: 'ceiling', needs: 'redis', baseline: 'raw', what: 'stretch: ioredis GET shared by concurrent lookups of a key' },
+  { name: 'ceil-memjs-shared', script: 'onrequest-memjs.js', env: { SHARED_READS: '1' }, path: '/items/1', kind: 'ceiling', needs: 'memcached', baseline: 'raw', what: 'stretch: memjs get shared by concurrent lookups of a key' },
 ]
 for (const v of VARIANTS) v.paths ??= one
 

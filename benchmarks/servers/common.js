@@ -91,3 +91,39 @@ export async function serve (app) {
   process.stdin.on('end', stop)
   process.stdin.resume()
 }
+
+/**
+ * A ceiling server: an onRequest hook that replies with the bytes `get` finds (no codec, no
+ * fail-open, no statistics: the least a store hit has to do), and a handler that fills the key.
+ * With SHARED_READS=1, concurrent lookups of one key share one in-flight `get` (the stretch
+ * evidence: what the plugin does in its store reads).
+ */
+export async function ceilingServer ({ get, set, close }) {
+  const prefix = (process.env.KEY_PREFIX ?? 'bench') + ':item:'
+  const inflight = new Map()
+  const read = process.env.SHARED_READS !== '1'
+    ? get
+    : (key) => {
+        let pending = inflight.get(key)
+        if (pending === undefined) {
+          pending = get(key).finally(() => inflight.delete(key))
+          inflight.set(key, pending)
+        }
+        return pending
+      }
+  const app = createApp()
+  app.addHook('onClose', close)
+  app.get('/items/:id', {
+    onRequest: async (request, reply) => {
+      const body = await read(prefix + request.params.id)
+      if (body !== null) return reply.type('application/json; charset=utf-8').send(body)
+    },
+  }, async (request, reply) => {
+    calls.count++
+    const body = JSON.stringify(payload(Number(request.params.id)))
+    await set(prefix + request.params.id, body)
+    reply.type('application/json; charset=utf-8')
+    return body
+  })
+  await serve(app)
+}

@@ -1,23 +1,11 @@
 // Ceiling: an onRequest hook doing one memjs get and replying with the bytes (the least a
-// Memcached hit has to do).
+// Memcached hit has to do); SHARED_READS=1 shares one get among concurrent lookups of a key.
 import memjs from 'memjs'
-import { payload } from '../payload.js'
-import { calls, createApp, memcachedServers, serve } from './common.js'
+import { ceilingServer, memcachedServers } from './common.js'
 
 const client = memjs.Client.create(memcachedServers(), { logger: { log () {} } })
-const prefix = (process.env.KEY_PREFIX ?? 'bench') + ':item:'
-const app = createApp()
-app.addHook('onClose', async () => { client.close() })
-app.get('/items/:id', {
-  onRequest: async (request, reply) => {
-    const { value } = await client.get(prefix + request.params.id)
-    if (value !== null) return reply.type('application/json; charset=utf-8').send(value)
-  },
-}, async (request, reply) => {
-  calls.count++
-  const body = JSON.stringify(payload(Number(request.params.id)))
-  await client.set(prefix + request.params.id, body, { expires: 3600 })
-  reply.type('application/json; charset=utf-8')
-  return body
+await ceilingServer({
+  get: async (key) => (await client.get(key)).value,
+  set: (key, body) => client.set(key, body, { expires: 3600 }),
+  close: async () => { client.close() },
 })
-await serve(app)
