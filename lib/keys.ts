@@ -36,15 +36,13 @@ export type Render = (source: KeySource, escape?: (s: string) => string) => stri
  * Compile a `{name}` template once, at route registration, into a function that fills it per
  * request. A missing placeholder throws KeyError naming it.
  */
-export function compileTemplate (template: string, where: string): { render: Render, names: string[] } {
+export function compileTemplate (template: string, where: string): { render: Render } {
   if (/[{}]/.test(template.replace(/\{[^{}]+\}/g, ''))) {
     throw new CacheConfigurationError(`${where}: unbalanced or empty placeholder in '${template}'`)
   }
   const parts = template.split(/\{([^{}]+)\}/)
-  const names = parts.filter((_, i) => i % 2 === 1)
-  if (names.length === 0) return { render: () => template, names }
+  if (parts.length === 1) return { render: () => template }
   return {
-    names,
     render (source, escape = encodeSegment) {
       let out = parts[0]
       for (let i = 1; i < parts.length; i += 2) {

@@ -1,4 +1,4 @@
-import { InvalidRequestError } from './errors.js'
+import { InvalidRequestError, PatternMatchingNotSupportedError } from './errors.js'
 import { escapeGlob } from './glob.js'
 import { Engine, UNAVAILABLE, type ManagedStore } from './engine.js'
 import type { CacheStats } from './stats.js'
@@ -127,7 +127,7 @@ export function createProvider (engine: Engine): CacheProvider {
       const store = engine.store(options?.backendName)
       const full = escapeGlob(scope(options)) + pattern
       return engine.removePattern(store, full).catch((err) => {
-        if (err?.code === 'FST_CACHE_PATTERN_NOT_SUPPORTED') throw err
+        if (err instanceof PatternMatchingNotSupportedError) throw err
         engine.failed(err, 'deletePattern', full)
         return 0
       })
