@@ -2,6 +2,7 @@ import type { Socket } from 'node:net'
 import memjs from 'memjs'
 import type { Client, Response, Server } from 'memjs'
 import { CacheConfigurationError } from '../errors.js'
+import { batchWrites } from './batch-writes.js'
 import type { MemcachedOptions } from '../schemas.js'
 import type { StoreContext } from './store.js'
 
@@ -95,7 +96,9 @@ export function request (conn: MemcachedConnection, opcode: number, key: string,
   const seq = client.seq
   const buffer = memjs.Utils.makeRequestBuffer(opcode, key, parts.extras ?? '', parts.value ?? '', seq)
   parts.cas?.copy(buffer, 16)
-  return withDeadline(conn, client.server(key), conn.timeout, (done) => client.perform(key, buffer, seq, done))
+  const server = client.server(key)
+  batchWrites((server as (Server & { _socket?: Socket }) | null | undefined)?._socket)
+  return withDeadline(conn, server, conn.timeout, (done) => client.perform(key, buffer, seq, done))
 }
 
 /** `version` on one given server: whether that server answers. */

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { Redis, type Cluster } from 'ioredis'
 import { BackendUnavailableError } from '../errors.js'
 import { escapeGlob } from '../glob.js'
+import { batchWrites } from './batch-writes.js'
 import type { RedisOptions } from '../schemas.js'
 import type { Store, StoreContext } from './store.js'
 
@@ -83,6 +84,7 @@ export function createRedisStore (options: RedisOptions | undefined, ctx: StoreC
     },
 
     async get (key) {
+      if (!isCluster) batchWrites((client as Redis).stream)
       try {
         return (await client.getBuffer(key)) ?? undefined
       } catch (err) {
@@ -94,6 +96,7 @@ export function createRedisStore (options: RedisOptions | undefined, ctx: StoreC
     },
 
     async set (key, value, ttlSeconds) {
+      if (!isCluster) batchWrites((client as Redis).stream)
       await client.set(key, value, 'EX', ttlSeconds)
     },
 
