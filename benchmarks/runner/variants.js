@@ -1,0 +1,51 @@
+// The variants measured, and which of them this run measures (--only, --quick, --no-ceilings).
+
+import { args } from './config.js'
+
+const MANY_KEYS = 10_000
+
+// Variants. kind: origin (handler runs every time), hit (must never run the handler while
+// measured), miss (must miss every time), ceiling (hand-written lower bounds of a hit's work).
+
+const one = null
+const many = { prefix: '/items/', cycle: MANY_KEYS }
+const unique = { prefix: '/slow/', start: 0 }
+
+export const VARIANTS = [
+  { name: 'raw', script: 'raw.js', path: '/items/1', kind: 'origin', what: 'plain Fastify route, JSON object serialized per request' },
+  { name: 'plugin-uncached', script: 'plugin-uncached.js', path: '/items/1', kind: 'origin', baseline: 'raw', target: 0.98, what: 'plugin registered, route without config.cache' },
+  { name: 'memory-hit', script: 'memory-hit.js', path: '/items/1', kind: 'hit', baseline: 'raw', target: 1.4, what: 'memory store, one hot key' },
+  { name: 'redis-hit', script: 'redis-hit.js', path: '/items/1', kind: 'hit', needs: 'redis', baseline: 'raw', target: 0.83, what: 'Redis store, one hot key' },
+  { name: 'memcached-hit', script: 'memcached-hit.js', path: '/items/1', kind: 'hit', needs: 'memcached', baseline: 'raw', target: 0.70, what: 'Memcached store, one hot key' },
+  { name: 'raw-many', script: 'raw.js', paths: many, kind: 'origin', what: `plain route, ids cycling 0..${MANY_KEYS - 1}` },
+  { name: 'memory-many', script: 'memory-hit.js', paths: many, kind: 'hit', prewarm: MANY_KEYS, baseline: 'raw-many', what: `memory store, ${MANY_KEYS} keys cycling, pre-warmed` },
+  { name: 'redis-many', script: 'redis-hit.js', paths: many, kind: 'hit', needs: 'redis', prewarm: MANY_KEYS, baseline: 'raw-many', what: `Redis store, ${MANY_KEYS} keys cycling, pre-warmed` },
+  { name: 'memcached-many', script: 'memcached-hit.js', paths: many, kind: 'hit', needs: 'memcached', prewarm: MANY_KEYS, baseline: 'raw-many', what: `Memcached store, ${MANY_KEYS} keys cycling, pre-warmed` },
+  { name: 'slow-uncached', script: 'slow-uncached.js', paths: unique, kind: 'origin', what: '20 ms origin, no plugin, a new id per request' },
+  { name: 'memory-miss', script: 'slow-miss.js', env: { STORE: 'memory' }, paths: unique, kind: 'miss', baseline: 'slow-uncached', target: 0.95, what: '20 ms origin, memory store, a new id per request (always a miss)' },
+  { name: 'redis-miss', script: 'slow-miss.js', env: { STORE: 'redis' }, paths: unique, kind: 'miss', needs: 'redis', baseline: 'slow-uncached', target: 0.95, what: '20 ms origin, Redis store, always a miss' },
+  { name: 'memcached-miss', script: 'slow-miss.js', env: { STORE: 'memcached' }, paths: unique, kind: 'miss', needs: 'memcached', baseline: 'slow-uncached', target: 0.95, what: '20 ms origin, Memcached store, always a miss' },
+  { name: 'ceil-string', script: 'raw-string.js', path: '/items/1', kind: 'ceiling', baseline: 'raw', what: 'ceiling: route sending a pre-serialized string' },
+  { name: 'ceil-map', script: 'onrequest-map.js', path: '/items/1', kind: 'ceiling', baseline: 'raw', what: 'ceiling: onRequest hook replying from a Map' },
+  { name: 'ceil-ioredis', script: 'onrequest-ioredis.js', path: '/items/1', kind: 'ceiling', needs: 'redis', baseline: 'raw', what: 'ceiling: onRequest hook, one ioredis GET' },
+  { name: 'ceil-memjs', script: 'onrequest-memjs.js', path: '/items/1', kind: 'ceiling', needs: 'memcached', baseline: 'raw', what: 'ceiling: onRequest hook, one memjs get' },
+  { name: 'ceil-ioredis-shared', script: 'onrequest-ioredis.js', env: { SHARED_READS: '1' }, path: '/items/1', kind: 'ceiling', needs: 'redis', baseline: 'raw', what: 'stretch: ioredis GET shared by concurrent lookups of a key' },
+  { name: 'ceil-memjs-shared', script: 'onrequest-memjs.js', env: { SHARED_READS: '1' }, path: '/items/1', kind: 'ceiling', needs: 'memcached', baseline: 'raw', what: 'stretch: memjs get shared by concurrent lookups of a key' },
+]
+for (const v of VARIANTS) v.paths ??= one
+
+export function selectVariants () {
+  let selected = VARIANTS
+  if (args.only !== undefined) {
+    const names = new Set(args.only.split(',').map((s) => s.trim()).filter(Boolean))
+    for (const name of names) {
+      if (name !== 'footprint' && !VARIANTS.some((v) => v.name === name)) throw new Error(`--only: unknown variant '${name}' (known: ${VARIANTS.map((v) => v.name).join(', ')}, footprint)`)
+    }
+    // A ratio needs its baseline in the same run.
+    for (const v of VARIANTS) if (names.has(v.name) && v.baseline !== undefined) names.add(v.baseline)
+    selected = VARIANTS.filter((v) => names.has(v.name))
+  } else if (args.quick || args['no-ceilings']) {
+    selected = VARIANTS.filter((v) => v.kind !== 'ceiling')
+  }
+  return selected
+}
