@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
-import { gunzipSync, gzipSync } from 'node:zlib'
+import { gzipSync } from 'node:zlib'
+import { InflatedBodies } from './inflated.js'
 
 /*
  * The entry format, shared by every store so that entries mean the same everywhere:
@@ -47,6 +48,7 @@ export interface CodecOptions { enabled: boolean, threshold: number }
 export class Codec {
   readonly #compress: CodecOptions
   readonly #decoded = new WeakMap<Buffer, Entry>()
+  readonly #inflated = new InflatedBodies()
 
   constructor (compression: CodecOptions) {
     this.#compress = compression
@@ -105,11 +107,11 @@ export class Codec {
         const meta = JSON.parse(buf.toString('utf8', 7, 7 + metaLength))
         if (typeof meta.s !== 'number' || typeof meta.h !== 'object' || typeof meta.e !== 'string') throw new CorruptEntryError('bad metadata')
         const raw = buf.subarray(7 + metaLength)
-        return { kind: 'response', status: meta.s, headers: meta.h, storedAt: meta.t, etag: meta.e, vary: meta.v ?? null, body: compressed ? gunzipSync(raw) : raw }
+        return { kind: 'response', status: meta.s, headers: meta.h, storedAt: meta.t, etag: meta.e, vary: meta.v ?? null, body: compressed ? this.#inflated.inflate(raw) : raw }
       }
       if (kind === KIND_VALUE) {
         const raw = buf.subarray(3)
-        return { kind: 'value', value: JSON.parse((compressed ? gunzipSync(raw) : raw).toString('utf8')) }
+        return { kind: 'value', value: JSON.parse((compressed ? this.#inflated.inflate(raw) : raw).toString('utf8')) }
       }
       if (kind === KIND_VARIANTS) return { kind: 'variants', token: buf.toString('utf8', 3) }
     } catch (err) {

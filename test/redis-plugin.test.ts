@@ -268,3 +268,39 @@ t.test('compression: large bodies and values are stored gzipped in Redis and rea
   await off.app.cache.set('v', big)
   t.ok((await raw.getBuffer('plain:v') as Buffer).length > size, 'compression: { enabled: false } stores it as is')
 })
+
+t.test('compressed entries: a hit serves the bytes stored now, even under the same key and a fixed ETag', async (t) => {
+  const server = await startRedisServer(t)
+  const options = { backend: 'redis', redis: { url: server.url }, keyPrefix: 'gz2', compression: { enabled: true, threshold: 64 } } as const
+  let version = 0
+  const route = (app: FastifyInstance): void => {
+    app.get('/doc', { config: { cache: { keyPrefix: 'doc' } } }, async (_request, reply) => {
+      // A handler's own strong ETag that does not change with the content (a bug, but ours to survive).
+      reply.header('etag', '"fixed"')
+      return { version, text: 'lorem ipsum '.repeat(200) }
+    })
+  }
+  const a = await withCache(options)
+  const b = await withCache(options)
+  t.teardown(() => a.app.close())
+  t.teardown(() => b.app.close())
+  route(a.app)
+  route(b.app)
+  await a.app.ready()
+  await b.app.ready()
+
+  t.equal((await a.app.inject('/doc')).json().version, 0, 'a: MISS stores version 0')
+  t.equal((await a.app.inject('/doc')).headers['x-cache'], 'HIT')
+  t.equal((await b.app.inject('/doc')).json().version, 0, 'b: HIT on the stored entry')
+  for (const next of [1, 2]) {
+    version = next
+    await a.app.cache.delete('doc')
+    const miss = await a.app.inject('/doc')
+    t.equal(miss.headers['x-cache'], 'MISS')
+    for (const [name, app] of [['a', a.app], ['b', b.app]] as const) {
+      const hit = await app.inject('/doc')
+      t.equal(hit.headers['x-cache'], 'HIT', `${name}: HIT after version ${next} was stored`)
+      t.equal(hit.json().version, next, `${name}: serves version ${next}, not an earlier body`)
+    }
+  }
+})

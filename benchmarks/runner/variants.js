@@ -5,7 +5,8 @@ import { args } from './config.js'
 const MANY_KEYS = 10_000
 
 // Variants. kind: origin (handler runs every time), hit (must never run the handler while
-// measured), miss (must miss every time), ceiling (hand-written lower bounds of a hit's work).
+// measured), miss (must miss every time), ceiling (hand-written lower bounds of a hit's work),
+// ceiling-miss (hand-written lower bounds of a miss's work: the handler runs every time).
 
 const one = null
 const many = { prefix: '/items/', cycle: MANY_KEYS }
@@ -29,6 +30,10 @@ export const VARIANTS = [
   { name: 'ceil-map', script: 'onrequest-map.js', path: '/items/1', kind: 'ceiling', baseline: 'raw', what: 'ceiling: onRequest hook replying from a Map' },
   { name: 'ceil-ioredis', script: 'onrequest-ioredis.js', path: '/items/1', kind: 'ceiling', needs: 'redis', baseline: 'raw', what: 'ceiling: onRequest hook, one ioredis GET' },
   { name: 'ceil-memjs', script: 'onrequest-memjs.js', path: '/items/1', kind: 'ceiling', needs: 'memcached', baseline: 'raw', what: 'ceiling: onRequest hook, one memjs get' },
+  { name: 'ceil-ioredis-miss', script: 'miss-ceiling.js', env: { STORE: 'redis' }, paths: unique, kind: 'ceiling-miss', needs: 'redis', baseline: 'slow-uncached', what: 'ceiling: hand-written miss, ioredis GET + handler + SET' },
+  { name: 'ceil-ioredis-lookup', script: 'miss-ceiling.js', env: { STORE: 'redis', WRITE: '0' }, paths: unique, kind: 'ceiling-miss', needs: 'redis', baseline: 'slow-uncached', what: 'ceiling: hand-written miss, ioredis GET + handler, no SET' },
+  { name: 'ceil-memjs-miss', script: 'miss-ceiling.js', env: { STORE: 'memcached' }, paths: unique, kind: 'ceiling-miss', needs: 'memcached', baseline: 'slow-uncached', what: 'ceiling: hand-written miss, memjs get + handler + set' },
+  { name: 'ceil-memjs-lookup', script: 'miss-ceiling.js', env: { STORE: 'memcached', WRITE: '0' }, paths: unique, kind: 'ceiling-miss', needs: 'memcached', baseline: 'slow-uncached', what: 'ceiling: hand-written miss, memjs get + handler, no set' },
   { name: 'ceil-ioredis-shared', script: 'onrequest-ioredis.js', env: { SHARED_READS: '1' }, path: '/items/1', kind: 'ceiling', needs: 'redis', baseline: 'raw', what: 'stretch: ioredis GET shared by concurrent lookups of a key' },
   { name: 'ceil-memjs-shared', script: 'onrequest-memjs.js', env: { SHARED_READS: '1' }, path: '/items/1', kind: 'ceiling', needs: 'memcached', baseline: 'raw', what: 'stretch: memjs get shared by concurrent lookups of a key' },
 ]
@@ -45,7 +50,7 @@ export function selectVariants () {
     for (const v of VARIANTS) if (names.has(v.name) && v.baseline !== undefined) names.add(v.baseline)
     selected = VARIANTS.filter((v) => names.has(v.name))
   } else if (args.quick || args['no-ceilings']) {
-    selected = VARIANTS.filter((v) => v.kind !== 'ceiling')
+    selected = VARIANTS.filter((v) => !v.kind.startsWith('ceiling'))
   }
   return selected
 }
