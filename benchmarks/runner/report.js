@@ -32,7 +32,7 @@ export function table (report) {
     'the sample / the mean of the two baseline samples that bracket it in its round; × raw for other variants: ratio of medians; ' +
     'spread = (max - min) / median of the samples; other load = the most CPU that processes outside this run used during one of the ' +
     `variant's samples, as a share of the machine (samples above ${pct(report.config.noiseLimit)} were retried up to ${report.config.retries} times, ` +
-    `the quietest kept; ${report.results.reduce((a, r) => a + r.attempts, 0) - report.results.length * report.config.rounds} retries in all).`)
+    `the quietest kept; ${report.results.reduce((a, r) => a + r.retries, 0)} retries in all).`)
   return lines.join('\n')
 }
 

@@ -34,7 +34,7 @@ export function summarize (variants, samples, finalCalls) {
       handlerCalls: finalCalls.get(v.name),
       requests: list.reduce((a, s) => a + s.requests, 0),
       noise: list.map((s) => s.noise),
-      attempts: list.reduce((a, s) => a + s.attempts, 0),
+      retries: list.reduce((a, s) => a + s.attempts - 1, 0),
       ok: list.every((s) => s.problems.length === 0),
     }
   })
