@@ -40,11 +40,13 @@ function run (duration, offset) {
 
 // Warm-up ids come from far above the measured ones (the runner gives every sample its own
 // `start`, 10^8 apart), so forced misses stay unique across warm-ups, samples and rounds.
-if (opts.warmup > 0) await run(opts.warmup, 50_000_000)
+const warmup = opts.warmup > 0 ? await run(opts.warmup, 50_000_000) : undefined
 const result = await run(opts.duration, 0)
 process.stdout.write(JSON.stringify({
   rps: result.requests.average,
   requests: result.requests.total,
+  // The runner counts store reads over warm-up and measurement together.
+  warmupRequests: warmup?.requests.total ?? 0,
   latency: { p50: result.latency.p50, p99: result.latency.p99, max: result.latency.max },
   non2xx: result.non2xx,
   errors: result.errors,

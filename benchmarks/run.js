@@ -68,6 +68,7 @@ async function main () {
     const servers = new Map()
     for (const variant of variants) {
       const server = await startServer(variant, env)
+      server.store = stores[variant.needs]
       servers.set(variant.name, server)
       problems.push(...await verify(variant, server))
     }

@@ -10,13 +10,13 @@ export function writeReport (report, file) {
 
 export function table (report) {
   const lines = [
-    '| variant | req/s (median) | spread | p99 ms | × raw | × baseline | target | handler calls | other load | checks |',
-    '| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | --- |',
+    '| variant | req/s (median) | spread | p99 ms | × raw | × baseline | target | store reads / req | handler calls | other load | checks |',
+    '| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | --- |',
   ]
   for (const r of report.results) {
     const vsBase = r.baseline === undefined || r.baseline === 'raw' ? '' : `${r.ratio.toFixed(2)} (${r.baseline})`
     const target = r.target === undefined ? '' : `≥ ${r.target.toFixed(2)}${r.baseline === 'raw' ? '' : ` × ${r.baseline}`}: ${r.met ? 'met' : '**missed**'}`
-    lines.push(`| ${r.name} | ${fmt(r.rps)} | ${(r.spread * 100).toFixed(1)}% | ${r.p99} | ${r.xRaw === undefined ? '' : r.xRaw.toFixed(2)} | ${vsBase} | ${target} | ${fmt(r.handlerCalls)} | ${pct(Math.max(...r.noise))} | ${r.ok ? 'ok' : 'FAILED'} |`)
+    lines.push(`| ${r.name} | ${fmt(r.rps)} | ${(r.spread * 100).toFixed(1)}% | ${r.p99} | ${r.xRaw === undefined ? '' : r.xRaw.toFixed(2)} | ${vsBase} | ${target} | ${r.readsPerRequest === undefined ? '' : r.readsPerRequest.toFixed(r.readsPerRequest < 0.1 ? 4 : 2)} | ${fmt(r.handlerCalls)} | ${pct(Math.max(...r.noise))} | ${r.ok ? 'ok' : 'FAILED'} |`)
   }
   for (const f of report.footprints) {
     lines.push('', `Memory footprint (compression ${f.compression ? 'on, the default' : 'off'}): ${fmt(f.inserted)} responses of ${f.bodyBytes.join('-')} B cached into the memory store ` +
@@ -30,7 +30,8 @@ export function table (report) {
     `${report.config.rounds} rounds of -c ${report.config.connections} -d ${report.config.duration} (+${report.config.warmup} s warm-up) in ${report.seconds} s. ` +
     'req/s and p99: medians over all samples (baselines: 2 per round); × baseline (and × raw for the variants measured against raw): median over the rounds of ' +
     'the sample / the mean of the two baseline samples that bracket it in its round; × raw for other variants: ratio of medians; ' +
-    'spread = (max - min) / median of the samples; other load = the most CPU that processes outside this run used during one of the ' +
+    'spread = (max - min) / median of the samples; store reads / req = GETs the Redis or Memcached server counted during the samples ' +
+    '(INFO commandstats; memcached cmd_get, which counts namespace-version keys too) / requests served (warm-up included); other load = the most CPU that processes outside this run used during one of the ' +
     `variant's samples, as a share of the machine (samples above ${pct(report.config.noiseLimit)} were retried up to ${report.config.retries} times, ` +
     `the quietest kept; ${report.results.reduce((a, r) => a + r.retries, 0)} retries in all).`)
   return lines.join('\n')

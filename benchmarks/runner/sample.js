@@ -7,6 +7,7 @@ import { track } from './children.js'
 import { BENCHMARKS, ROOT, config } from './config.js'
 import { cpuSnapshot, foreignLoad } from './noise.js'
 import { calls } from './servers.js'
+import { storeReads } from './stores.js'
 
 // Retries are allowed only while the samples still planned fit before this time (the full run
 // should stay under ~10 minutes).
@@ -41,6 +42,7 @@ export async function sample (variant, server, round) {
 
 async function sampleOnce (variant, server, round) {
   const before = await calls(server.port)
+  const readsBefore = server.store === undefined ? undefined : await storeReads(server.store)
   // Forced misses: ids from a range no other sample (or attempt, or warm-up) uses.
   const serial = ++sampleSerial
   const paths = variant.paths?.start !== undefined ? { ...variant.paths, start: serial * 100_000_000 } : variant.paths
@@ -54,12 +56,16 @@ async function sampleOnce (variant, server, round) {
   if (code !== 0) throw new Error(`autocannon for ${variant.name} exited with ${code}`)
   const result = JSON.parse(out.trim().split('\n').pop())
   const after = await calls(server.port)
+  const storeReadCount = server.store === undefined ? undefined : await storeReads(server.store) - readsBefore
   const d = (field) => (after.stats?.[field] ?? 0) - (before.stats?.[field] ?? 0)
   const s = {
     round,
     rps: result.requests / result.duration,
     p99: result.latency.p99,
     requests: result.requests,
+    // Warm-up included: store reads are counted over both.
+    served: result.requests + result.warmupRequests,
+    storeReads: storeReadCount,
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
     handlerCalls: after.calls - before.calls,

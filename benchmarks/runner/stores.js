@@ -29,7 +29,7 @@ async function startRedis (dir) {
     '--dir', dir, '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning',
   ], 'redis-server')
   await waitForTcp(port, 'PING\r\n', '+PONG')
-  return { child, port, url: `redis://127.0.0.1:${port}` }
+  return { kind: 'redis', child, port, url: `redis://127.0.0.1:${port}` }
 }
 
 async function startMemcached () {
@@ -40,7 +40,7 @@ async function startMemcached () {
     ...(root ? ['-u', 'root'] : []),
   ], 'memcached')
   await waitForTcp(port, 'version\r\n', 'VERSION')
-  return { child, port, servers: `127.0.0.1:${port}` }
+  return { kind: 'memcached', child, port, servers: `127.0.0.1:${port}` }
 }
 
 /**
@@ -75,20 +75,7 @@ async function waitForTcp (port, command, expect, ms = 10_000) {
   let lastError
   while (Date.now() < deadline) {
     try {
-      const reply = await new Promise((resolve, reject) => {
-        const socket = net.connect(port, '127.0.0.1')
-        let data = ''
-        socket.setTimeout(1000, () => socket.destroy(new Error('timeout')))
-        socket.on('connect', () => socket.write(command))
-        socket.on('data', (chunk) => {
-          data += chunk
-          if (data.includes('\n')) {
-            socket.end()
-            resolve(data)
-          }
-        })
-        socket.on('error', reject)
-      })
+      const reply = await query(port, command, (data) => data.includes('\n'))
       if (reply.includes(expect)) return
       lastError = new Error(`unexpected reply ${JSON.stringify(reply)}`)
     } catch (err) {
@@ -97,4 +84,40 @@ async function waitForTcp (port, command, expect, ms = 10_000) {
     await sleep(100)
   }
   throw new Error(`127.0.0.1:${port} did not answer ${JSON.stringify(command.trim())}: ${lastError?.message}`)
+}
+
+/** One command on a fresh connection; resolves the reply once `complete(reply)` says it is whole. */
+function query (port, command, complete) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1')
+    let data = ''
+    socket.setTimeout(1000, () => socket.destroy(new Error('timeout')))
+    socket.on('connect', () => socket.write(command))
+    socket.on('data', (chunk) => {
+      data += chunk
+      if (complete(data)) {
+        socket.end()
+        resolve(data)
+      }
+    })
+    socket.on('error', reject)
+  })
+}
+
+/**
+ * Reads the store has served since it started, as the server counts them: Redis GET calls
+ * (INFO commandstats), memcached keys fetched (`cmd_get`: a plugin lookup fetches its namespace
+ * versions and the entry). Over a sample, the difference per request served is the honest
+ * per-request cost of a variant that shares in-flight reads.
+ */
+export async function storeReads (store) {
+  if (store.kind === 'redis') {
+    const info = await query(store.port, 'INFO commandstats\r\n', (data) => {
+      const header = /^\$(\d+)\r\n/.exec(data)
+      return header !== null && Buffer.byteLength(data) >= header[0].length + Number(header[1]) + 2
+    })
+    return Number(/cmdstat_get:calls=(\d+)/.exec(info)?.[1] ?? 0)
+  }
+  const stats = await query(store.port, 'stats\r\n', (data) => data.includes('END\r\n'))
+  return Number(/STAT cmd_get (\d+)/.exec(stats)?.[1] ?? NaN)
 }

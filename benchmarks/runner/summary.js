@@ -33,6 +33,8 @@ export function summarize (variants, samples, finalCalls) {
       met: v.target === undefined || ratio === undefined ? undefined : ratio >= v.target,
       handlerCalls: finalCalls.get(v.name),
       requests: list.reduce((a, s) => a + s.requests, 0),
+      // Store reads per request served (warm-up included on both sides); undefined without a store.
+      readsPerRequest: list[0]?.storeReads === undefined ? undefined : list.reduce((a, s) => a + s.storeReads, 0) / list.reduce((a, s) => a + s.served, 0),
       noise: list.map((s) => s.noise),
       retries: list.reduce((a, s) => a + s.attempts - 1, 0),
       ok: list.every((s) => s.problems.length === 0),
