@@ -216,6 +216,28 @@ t.test('clear of one namespace leaves other namespaces, un-namespaced and foreig
   await t.rejects(cache.clear(`${prefix}:no-colon`), InvalidRequestError)
 })
 
+t.test('concurrent lookups share version reads, but one after a clear never joins a read from before it', async (t) => {
+  const s = await server(t)
+  const prefix = uniquePrefix()
+  const cache = await store(t, { servers: s.address }, prefix)
+  for (let i = 0; i < 20; i++) await cache.set(`${prefix}:users:${i}`, b(`u${i}`), 60)
+  const gets = async (): Promise<number> => Number((await memcachedStats(s.port)).cmd_get)
+
+  const before = await gets()
+  const found = await Promise.all(Array.from({ length: 20 }, (_, i) => cache.get(`${prefix}:users:${i}`)))
+  t.same(found, Array.from({ length: 20 }, (_, i) => b(`u${i}`)), 'every lookup finds its own entry')
+  // Alone, each lookup fetches the global version, the `users:` version and its entry.
+  const fetched = await gets() - before
+  t.ok(fetched < 20 * 3, `20 concurrent lookups fetched ${fetched} keys, fewer than 60`)
+
+  const early = cache.get(`${prefix}:users:1`) // its version reads are now in flight
+  const clearing = cache.clear(`${prefix}:users:`)
+  const late = cache.get(`${prefix}:users:1`)
+  t.same(await early, b('u1'), 'a lookup that started before the clear may still see the entry')
+  await clearing
+  t.equal(await late, undefined, 'a lookup that started after the clear does not see it')
+})
+
 t.test('versions lost with a restarted server never bring cleared entries back', async (t) => {
   const servers = [await server(t), await server(t)]
   const addresses = servers.map((s) => s.address)

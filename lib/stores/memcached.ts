@@ -18,6 +18,7 @@ import type { Store, StoreContext } from './store.js'
  *
  * Hit-path cost: versions are read from memcached on every operation, never trusted from a
  * process-local cache, because another instance may have cleared a namespace a moment ago.
+ * Concurrent lookups share a version read in flight (not one from before a clear of this process).
  * get() stays at one round trip: it remembers the versions it saw last and fetches the entry
  * under them in the same pipelined batch as the versions themselves (for `prefix:widget:42`:
  * three small gets, global version, `widget:` version, entry). The entry is used only if the
@@ -38,6 +39,10 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
   const conn = buildConnection(options, ctx)
   const keys = new KeySpace(ctx.keyPrefix)
   const guesses = new Map<string, string>()
+  /** Version reads in flight: concurrent lookups of different keys in one namespace share them. */
+  const versionReads = new Map<string, { clears: number, read: Promise<string | undefined> }>()
+  /** Bumped by every clear() of this process: a lookup after it never joins a read from before. */
+  let clears = 0
 
   const send = async (opcode: number, key: string, parts?: Parameters<typeof request>[3]): Promise<Response> => {
     const response = await request(conn, opcode, key, parts)
@@ -83,6 +88,16 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
     guesses.set(versionKey, value)
   }
 
+  function sharedVersion (versionKey: string): Promise<string | undefined> {
+    const running = versionReads.get(versionKey)
+    if (running !== undefined && running.clears === clears) return running.read
+    const pending = { clears, read: readVersion(versionKey) }
+    versionReads.set(versionKey, pending)
+    const done = (): void => { if (versionReads.get(versionKey) === pending) versionReads.delete(versionKey) }
+    pending.read.then(done, done)
+    return pending.read
+  }
+
   type VersionSource = (versionKey: string) => Promise<string | undefined>
 
   /** The entry's memcached key, or undefined when a version is missing (so is the entry). */
@@ -110,7 +125,7 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
       ? fetchEntry(keys.entryKey(info, guessed))
       : undefined
     speculative?.catch(() => {}) // awaited below, or deliberately dropped
-    const versions = await Promise.all(info.versionKeys.map(readVersion))
+    const versions = await Promise.all(info.versionKeys.map(sharedVersion))
     if (!versions.every((v) => v !== undefined)) return undefined
     const entry = speculative !== undefined && versions.every((v, i) => v === guessed[i])
       ? await speculative
@@ -239,6 +254,7 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
           `memcached can only clear '${keys.root}' or a prefix under it of at most ${MAX_LEVELS} segments ending in ':', got '${prefix}'`)
       }
       // Never flush_all: a new version hides exactly the entries under this prefix.
+      clears++
       guesses.delete(versionKey)
       await send(Op.set, versionKey, { extras: Buffer.alloc(8), value: Buffer.from(newVersion()) })
     },
