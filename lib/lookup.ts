@@ -203,8 +203,18 @@ async function leased (route: LookupRoute, request: FastifyRequest, k: string, m
     const found = await find(route, request, k)
     if (found === UNAVAILABLE) return null
     if (found.entry !== undefined) return found.entry
-    // The holder finished without storing (an error, an uncacheable response): take over.
-    if (await take()) return null
+    if (await take()) {
+      // The holder may have stored its response and released the lease between our read and
+      // our add (another connection, so no ordering between them): look once more before
+      // running the handler a second time.
+      const again = await find(route, request, k)
+      if (again === UNAVAILABLE || again.entry === undefined) return null
+      if (miss.lease !== undefined) {
+        miss.lease = undefined
+        store.delete([leaseKey]).catch((err) => engine.failed(err, 'delete', leaseKey))
+      }
+      return again.entry
+    }
   }
   return null
 }
