@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
-import { gzipSync } from 'node:zlib'
-import { InflatedBodies } from './inflated.js'
+import { gunzipSync, gzipSync } from 'node:zlib'
+import { EntryMemo } from './entry-memo.js'
 
 /*
  * The entry format, shared by every store so that entries mean the same everywhere:
@@ -48,7 +48,8 @@ export interface CodecOptions { enabled: boolean, threshold: number }
 export class Codec {
   readonly #compress: CodecOptions
   readonly #decoded = new WeakMap<Buffer, Entry>()
-  readonly #inflated = new InflatedBodies()
+  /** Response entries read from remote stores, by content (see EntryMemo). */
+  readonly #remote = new EntryMemo<ResponseEntry>()
 
   constructor (compression: CodecOptions) {
     this.#compress = compression
@@ -91,7 +92,11 @@ export class Codec {
   decode (buf: Buffer): Entry {
     const cached = this.#decoded.get(buf)
     if (cached !== undefined) return cached
-    const entry = this.#decode(buf)
+    // Only responses are shared by content: a provider value is parsed anew for every caller,
+    // who may change the object it gets.
+    const entry = buf.length > 2 && (buf[2] & 0x0F) === KIND_RESPONSE
+      ? this.#remote.get(buf, (b) => detached(this.#decode(b) as ResponseEntry), (e) => e.body.length)
+      : this.#decode(buf)
     this.#decoded.set(buf, entry)
     return entry
   }
@@ -107,11 +112,11 @@ export class Codec {
         const meta = JSON.parse(buf.toString('utf8', 7, 7 + metaLength))
         if (typeof meta.s !== 'number' || typeof meta.h !== 'object' || typeof meta.e !== 'string') throw new CorruptEntryError('bad metadata')
         const raw = buf.subarray(7 + metaLength)
-        return { kind: 'response', status: meta.s, headers: meta.h, storedAt: meta.t, etag: meta.e, vary: meta.v ?? null, body: compressed ? this.#inflated.inflate(raw) : raw }
+        return { kind: 'response', status: meta.s, headers: meta.h, storedAt: meta.t, etag: meta.e, vary: meta.v ?? null, body: compressed ? gunzipSync(raw) : raw }
       }
       if (kind === KIND_VALUE) {
         const raw = buf.subarray(3)
-        return { kind: 'value', value: JSON.parse((compressed ? this.#inflated.inflate(raw) : raw).toString('utf8')) }
+        return { kind: 'value', value: JSON.parse((compressed ? gunzipSync(raw) : raw).toString('utf8')) }
       }
       if (kind === KIND_VARIANTS) return { kind: 'variants', token: buf.toString('utf8', 3) }
     } catch (err) {
@@ -141,6 +146,15 @@ function exact (parts: Buffer[], length: number): Buffer {
   let at = 0
   for (const part of parts) at += part.copy(out, at)
   return out
+}
+
+/**
+ * The entry with a body of its own: an uncompressed body is a view into the bytes read, which a
+ * client may have sliced out of a socket buffer many times its size.
+ */
+function detached (entry: ResponseEntry): ResponseEntry {
+  const body = entry.body
+  return body.byteOffset === 0 && body.length === body.buffer.byteLength ? entry : { ...entry, body: exact([body], body.length) }
 }
 
 /** A strong validator derived from the exact bytes, computed once when the entry is stored. */
