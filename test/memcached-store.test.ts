@@ -216,7 +216,7 @@ t.test('clear of one namespace leaves other namespaces, un-namespaced and foreig
   await t.rejects(cache.clear(`${prefix}:no-colon`), InvalidRequestError)
 })
 
-t.test('concurrent lookups share version reads, but one after a clear never joins a read from before it', async (t) => {
+t.test('concurrent lookups and writes share version reads, but none after a clear joins a read from before it', async (t) => {
   const s = await server(t)
   const prefix = uniquePrefix()
   const cache = await store(t, { servers: s.address }, prefix)
@@ -229,11 +229,17 @@ t.test('concurrent lookups share version reads, but one after a clear never join
   // Alone, each lookup fetches the global version, the `users:` version and its entry.
   const fetched = await gets() - before
   t.ok(fetched < 20 * 3, `20 concurrent lookups fetched ${fetched} keys, fewer than 60`)
+  const beforeWrites = await gets()
+  await Promise.all(Array.from({ length: 20 }, (_, i) => cache.set(`${prefix}:users:${i}`, b(`v${i}`), 60)))
+  const written = await gets() - beforeWrites
+  // Alone, each write reads the two versions it is stored under.
+  t.ok(written < 20 * 2, `20 concurrent writes fetched ${written} version keys, fewer than 40`)
+  t.same(await cache.get(`${prefix}:users:3`), b('v3'), 'and each landed under the current versions')
 
   const early = cache.get(`${prefix}:users:1`) // its version reads are now in flight
   const clearing = cache.clear(`${prefix}:users:`)
   const late = cache.get(`${prefix}:users:1`)
-  t.same(await early, b('u1'), 'a lookup that started before the clear may still see the entry')
+  t.same(await early, b('v1'), 'a lookup that started before the clear may still see the entry')
   await clearing
   t.equal(await late, undefined, 'a lookup that started after the clear does not see it')
 })

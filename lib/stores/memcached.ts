@@ -107,8 +107,13 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
     return versions.every((v) => v !== undefined) ? keys.entryKey(info, versions) : undefined
   }
 
+  /** Writes share version reads too; only a missing or foreign version takes the CAS loop. */
+  async function writableVersion (versionKey: string): Promise<string> {
+    return await sharedVersion(versionKey) ?? await ensureVersion(versionKey)
+  }
+
   async function writableKey (fullKey: string): Promise<string> {
-    return (await locate(fullKey, ensureVersion)) as string
+    return (await locate(fullKey, writableVersion)) as string
   }
 
   async function fetchEntry (memcachedKey: string): Promise<(Entry & { cas: Buffer }) | undefined> {
