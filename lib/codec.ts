@@ -95,7 +95,7 @@ export class Codec {
     // Only responses are shared by content: a provider value is parsed anew for every caller,
     // who may change the object it gets.
     const entry = buf.length > 2 && (buf[2] & 0x0F) === KIND_RESPONSE
-      ? this.#remote.get(buf, (b) => detached(this.#decode(b) as ResponseEntry), (e) => e.body.length)
+      ? this.#remote.get(buf, (b) => this.#decode(b) as ResponseEntry, kept)
       : this.#decode(buf)
     this.#decoded.set(buf, entry)
     return entry
@@ -149,12 +149,13 @@ function exact (parts: Buffer[], length: number): Buffer {
 }
 
 /**
- * The entry with a body of its own: an uncompressed body is a view into the bytes read, which a
- * client may have sliced out of a socket buffer many times its size.
+ * What the remote-entry memo keeps of an entry: one with a body of its own. An uncompressed body
+ * is a view into the bytes read, which a client may have sliced out of a much larger socket buffer.
  */
-function detached (entry: ResponseEntry): ResponseEntry {
+function kept (entry: ResponseEntry): { value: ResponseEntry, size: number } {
   const body = entry.body
-  return body.byteOffset === 0 && body.length === body.buffer.byteLength ? entry : { ...entry, body: exact([body], body.length) }
+  const own = body.byteOffset === 0 && body.length === body.buffer.byteLength
+  return { value: own ? entry : { ...entry, body: exact([body], body.length) }, size: body.length }
 }
 
 /** A strong validator derived from the exact bytes, computed once when the entry is stored. */

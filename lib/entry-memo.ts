@@ -3,7 +3,7 @@ import * as crypto from 'node:crypto'
 /** Bytes of decoded entries kept per process; the least recently used go first past it. */
 const MAX_BYTES = 16 * 1024 * 1024
 /** Larger entries are decoded on every read: one of them would push out hundreds of small ones. */
-export const MAX_ENTRY_BYTES = 256 * 1024
+const MAX_ENTRY_BYTES = 256 * 1024
 /** Map, key, headers and other metadata per entry, counted against MAX_BYTES with its size. */
 const ENTRY_OVERHEAD = 256
 
@@ -24,11 +24,11 @@ export class EntryMemo<T> {
   #bytes = 0
 
   /**
-   * `decode(bytes)` runs only when these bytes were not seen (or were evicted); `size` is the
-   * memory its result holds. A kept result must not hold `bytes` itself: clients hand back views
-   * into their socket buffers.
+   * `decode(bytes)` runs only when these bytes were not seen (or were evicted). `keep` gives
+   * what is kept of a result and the memory it holds: a kept result must not hold `bytes`
+   * itself, as clients hand back views into their socket buffers.
    */
-  get (bytes: Buffer, decode: (bytes: Buffer) => T, size: (value: T) => number): T {
+  get (bytes: Buffer, decode: (bytes: Buffer) => T, keep: (value: T) => { value: T, size: number }): T {
     if (bytes.length > MAX_ENTRY_BYTES) return decode(bytes)
     const key = digest(bytes)
     const known = this.#entries.get(key)
@@ -37,9 +37,10 @@ export class EntryMemo<T> {
       this.#entries.set(key, known)
       return known.value
     }
-    const value = decode(bytes)
-    const kept = { value, size: size(value) + ENTRY_OVERHEAD }
-    if (kept.size > MAX_ENTRY_BYTES) return value
+    const decoded = decode(bytes)
+    const kept = keep(decoded)
+    kept.size += ENTRY_OVERHEAD
+    if (kept.size > MAX_ENTRY_BYTES) return decoded
     this.#entries.set(key, kept)
     this.#bytes += kept.size
     for (const [k, e] of this.#entries) {
@@ -47,6 +48,6 @@ export class EntryMemo<T> {
       this.#entries.delete(k)
       this.#bytes -= e.size
     }
-    return value
+    return kept.value
   }
 }
