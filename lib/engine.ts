@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { Codec, CorruptEntryError, type Entry } from './codec.js'
 import { InvalidRequestError } from './errors.js'
 import { compileGlob, escapeGlob } from './glob.js'
+import { InFlight } from './in-flight.js'
 import type { Flight } from './lookup.js'
 import type { ResolvedOptions } from './options.js'
 import { Stats } from './stats.js'
@@ -38,7 +39,7 @@ export class Engine {
   /** In-process fills in progress, by key: concurrent misses of a key wait for one handler. */
   readonly flights = new Map<string, Flight>()
   /** Store reads in flight, per store and key, for #sharedGet. */
-  readonly #reads = new WeakMap<ManagedStore, Map<string, { seq: number, get: Promise<Buffer | undefined> }>>()
+  readonly #reads = new WeakMap<ManagedStore, InFlight<Buffer | undefined>>()
   /** The latest invalidations, oldest first: what each one covered. */
   readonly #recent: Array<{ seq: number, covers: (key: string) => boolean }> = []
   #lastWarn = 0
@@ -136,21 +137,15 @@ export class Engine {
   #sharedGet (store: ManagedStore, key: string): Promise<Buffer | undefined> {
     let reads = this.#reads.get(store)
     if (reads === undefined) {
-      reads = new Map()
+      reads = new InFlight()
       this.#reads.set(store, reads)
     }
-    const running = reads.get(key)
-    if (running !== undefined && !this.changedSince(key, running.seq)) return running.get
-    const read = { seq: this.invalidations, get: store.get(key) }
-    reads.set(key, read)
-    const done = (): void => { if (reads.get(key) === read) reads.delete(key) }
-    read.get.then(done, done)
-    return read.get
+    return reads.get(key, this.invalidations, (seq) => !this.changedSince(key, seq), () => store.get(key))
   }
 
   async write (store: ManagedStore, key: string, value: Buffer, ttl: number): Promise<boolean> {
     // A read in flight may predate this write: later readers must not join it.
-    this.#reads.get(store)?.delete(key)
+    this.#reads.get(store)?.forget(key)
     try {
       await store.set(key, value, ttl)
       if (this.stats.enabled) this.stats.sets++

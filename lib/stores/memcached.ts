@@ -1,5 +1,6 @@
 import type { Response } from 'memjs'
 import { BackendUnavailableError, InvalidRequestError, PatternMatchingNotSupportedError } from '../errors.js'
+import { InFlight } from '../in-flight.js'
 import type { MemcachedOptions } from '../schemas.js'
 import { buildConnection, Op, request, serverVersion, Status } from './memcached-client.js'
 import { decodeEntry, encodeEntry, exptime, isLive, secondsLeft, storeExtras, type Entry } from './memcached-entry.js'
@@ -40,7 +41,7 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
   const keys = new KeySpace(ctx.keyPrefix)
   const guesses = new Map<string, string>()
   /** Version reads in flight: concurrent lookups of different keys in one namespace share them. */
-  const versionReads = new Map<string, { clears: number, read: Promise<string | undefined> }>()
+  const versionReads = new InFlight<string | undefined>()
   /** Bumped by every clear() of this process: a lookup after it never joins a read from before. */
   let clears = 0
 
@@ -89,13 +90,7 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
   }
 
   function sharedVersion (versionKey: string): Promise<string | undefined> {
-    const running = versionReads.get(versionKey)
-    if (running !== undefined && running.clears === clears) return running.read
-    const pending = { clears, read: readVersion(versionKey) }
-    versionReads.set(versionKey, pending)
-    const done = (): void => { if (versionReads.get(versionKey) === pending) versionReads.delete(versionKey) }
-    pending.read.then(done, done)
-    return pending.read
+    return versionReads.get(versionKey, clears, (since) => since === clears, () => readVersion(versionKey))
   }
 
   type VersionSource = (versionKey: string) => Promise<string | undefined>

@@ -1,0 +1,24 @@
+/**
+ * Promises in flight by key, so that concurrent callers share one store round trip. Each is
+ * remembered with the generation it started at; a caller joins it only while `joinable(since)`
+ * holds (no invalidation or clear since it started), otherwise it starts a new one. Settled
+ * promises are forgotten: nothing here outlives its round trip.
+ */
+export class InFlight<T> {
+  readonly #running = new Map<string, { since: number, promise: Promise<T> }>()
+
+  get (key: string, now: number, joinable: (since: number) => boolean, start: () => Promise<T>): Promise<T> {
+    const running = this.#running.get(key)
+    if (running !== undefined && joinable(running.since)) return running.promise
+    const pending = { since: now, promise: start() }
+    this.#running.set(key, pending)
+    const done = (): void => { if (this.#running.get(key) === pending) this.#running.delete(key) }
+    pending.promise.then(done, done)
+    return pending.promise
+  }
+
+  /** Later callers start anew (a write of the key may land after this round trip read it). */
+  forget (key: string): void {
+    this.#running.delete(key)
+  }
+}
