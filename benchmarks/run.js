@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The benchmark suite: `npm run bench` (full, ~8 minutes) or `npm run bench -- --quick` (~2.3 minutes).
+// The benchmark suite: `npm run bench` (full, ~10 minutes) or `npm run bench -- --quick` (~2.3 minutes).
 // See benchmarks/README.md for the method. Every process it starts (redis-server, memcached, one
 // server per variant, one autocannon process per sample) is loopback-only and ended before it
 // exits, also on errors and Ctrl-C.

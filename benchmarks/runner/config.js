@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util'
 export const BENCHMARKS = dirname(dirname(fileURLToPath(import.meta.url)))
 export const ROOT = dirname(BENCHMARKS)
 
-export const { values: args } = parseArgs({
+export const { values: args } = parseOrExit(() => parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     rounds: { type: 'string' },
@@ -26,7 +26,7 @@ export const { values: args } = parseArgs({
     retries: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
-})
+}))
 
 if (args.help) {
   // The comment block at the top of run.js is the help text.
@@ -35,25 +35,35 @@ if (args.help) {
   process.exit(0)
 }
 
-export const config = {
-  rounds: int(args.rounds, 3, 1, 20),
-  duration: num(args.duration, args.quick ? 1 : 5, 1, 60),
-  warmup: num(args.warmup, args.quick ? 0.5 : 1, 0, 30),
-  connections: int(args.connections, 50, 1, 500),
+export const config = parseOrExit(() => ({
+  rounds: int('rounds', 3, 1, 20),
+  duration: num('duration', args.quick ? 1 : 5, 1, 60),
+  warmup: num('warmup', args.quick ? 0.5 : 1, 0, 30),
+  connections: int('connections', 50, 1, 500),
   compression: !args['no-compression'],
   // A sample during which other processes used more than this share of the machine is retried.
-  noiseLimit: num(args['noise-limit'], 0.1, 0, 1),
-  retries: int(args.retries, args.quick ? 0 : 2, 0, 10),
+  noiseLimit: num('noise-limit', 0.1, 0, 1),
+  retries: int('retries', args.quick ? 0 : 2, 0, 10),
+}))
+
+/** A bad command line ends the run with the reason, before anything starts. */
+function parseOrExit (parse) {
+  try {
+    return parse()
+  } catch (err) {
+    console.error(`benchmarks/run.js: ${err.message} (see --help)`)
+    process.exit(2)
+  }
 }
 
-function int (value, fallback, min, max) {
-  const n = value === undefined ? fallback : Number(value)
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`expected an integer in ${min}..${max}, got ${value}`)
-  return n
+function int (name, fallback, min, max) {
+  return num(name, fallback, min, max, 'an integer')
 }
 
-function num (value, fallback, min, max) {
+function num (name, fallback, min, max, kind = 'a number') {
+  const value = args[name]
   const n = value === undefined ? fallback : Number(value)
-  if (!Number.isFinite(n) || n < min || n > max) throw new Error(`expected a number in ${min}..${max}, got ${value}`)
+  const ok = kind === 'an integer' ? Number.isInteger(n) : Number.isFinite(n)
+  if (!ok || n < min || n > max) throw new Error(`--${name}: expected ${kind} in ${min}..${max}, got '${value}'`)
   return n
 }
