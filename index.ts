@@ -32,7 +32,7 @@ const plugin: FastifyPluginAsync<ServerCacheOptions> = async function serverCach
     if (unmatchable.length === 0) return
     fastify.log.warn({ routes: unmatchable }, `Cache: patternToInvalidateExtra cannot work on Memcached (no pattern matching); these routes only delete their plain keys: ${unmatchable.join('; ')}`)
   })
-  if (opts.managementRoutes) managementRoutes(fastify, cache, opts.backends.get('')?.backend ?? 'memory', opts.managementRoutes)
+  if (opts.managementRoutes) managementRoutes(fastify, cache, engine.backend, opts.managementRoutes)
 }
 
 /** The plugin: `app.register(serverCache, options)`. */

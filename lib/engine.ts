@@ -27,6 +27,8 @@ export class Engine {
   readonly stats: Stats
   readonly stores: ReadonlyMap<string, ManagedStore>
   readonly log: FastifyBaseLogger
+  /** The default store's kind, as stats and logs name it. */
+  readonly backend: string
   /** `keyPrefix:` — every stored key starts with it. */
   readonly prefix: string
   readonly escapedPrefix: string
@@ -49,6 +51,7 @@ export class Engine {
     this.opts = opts
     this.stores = stores
     this.log = log
+    this.backend = opts.backends.get('')?.backend ?? 'memory'
     this.codec = new Codec(opts.compression)
     this.stats = new Stats(opts.statistics)
     this.prefix = opts.keyPrefix + ':'
@@ -79,7 +82,7 @@ export class Engine {
     this.#lastWarn = now
     this.#suppressed = 0
     const message = err instanceof Error ? err.message : String(err)
-    this.log.warn({ op, key, backend: this.opts.backends.get('')?.backend, err, suppressed }, `Cache backend not available: ${message}`)
+    this.log.warn({ op, key, backend: this.backend, err, suppressed }, `Cache backend not available: ${message}`)
   }
 
   /** Record an invalidation (before it is sent to the store). */

@@ -70,17 +70,11 @@ export function compileResourceId (
   resourceIdName: string | null | undefined, types: IdType[], url: string
 ): ((source: KeySource) => string) | null {
   if (resourceIdName === null) return null
-  if (resourceIdName !== undefined) {
-    return (source) => {
-      const v = lookup(source, resourceIdName)
-      if (v === undefined) throw new KeyError(`resource id '${resourceIdName}' is missing from the request`)
-      return encodeSegment(v)
-    }
-  }
   const params = routeParams(url)
-  const name = types.includes('string') ? params[0] : params.find((p) => p === 'id' || /(Id|_id)$/.test(p))
+  const name = resourceIdName ?? (types.includes('string') ? params[0] : params.find((p) => p === 'id' || /(Id|_id)$/.test(p)))
   if (name === undefined) return null
-  const integerOnly = !types.includes('string')
+  // Only an inferred id is held to its type: a named one is whatever the request carries.
+  const integerOnly = resourceIdName === undefined && !types.includes('string')
   return (source) => {
     const v = lookup(source, name)
     if (v === undefined) throw new KeyError(`resource id '${name}' is missing from the request`)
@@ -94,8 +88,8 @@ export function compileKey (
   keyPrefix: string | ((request: FastifyRequest) => string),
   resourceId: ((source: KeySource) => string) | null,
   where: string
-): (request: FastifyRequest, source: KeySource) => string {
-  let prefix: (request: FastifyRequest, source: KeySource) => string
+): (request: FastifyRequest) => string {
+  let prefix: (request: FastifyRequest) => string
   if (typeof keyPrefix === 'function') {
     prefix = (request) => {
       const p = keyPrefix(request)
@@ -103,9 +97,8 @@ export function compileKey (
       return p
     }
   } else {
-    const { render } = compileTemplate(keyPrefix, where)
-    prefix = (_request, source) => render(source)
+    prefix = compileTemplate(keyPrefix, where).render
   }
   if (resourceId === null) return prefix
-  return (request, source) => prefix(request, source) + ':' + resourceId(source)
+  return (request) => prefix(request) + ':' + resourceId(request)
 }

@@ -45,7 +45,7 @@ const NOT_MODIFIED_HEADERS = ['cache-control', 'vary', 'last-modified']
 export interface LookupRoute {
   engine: Engine
   store: ManagedStore
-  key: (request: FastifyRequest, source: FastifyRequest) => string
+  key: (request: FastifyRequest) => string
   counter: RouteCounter
   /** Lower-case request header names from the route's `vary`. */
   vary: string[]
@@ -83,7 +83,7 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
   return function cacheLookup (request, reply, payload, done) {
     let k: string
     try {
-      k = prefix + key(request, request)
+      k = prefix + key(request)
     } catch (err) {
       if (!(err instanceof KeyError)) return done(err as Error)
       request.log.warn({ reason: err.message }, `Cache key could not be built: ${err.message}; request runs uncached`)

@@ -49,7 +49,7 @@ export function cacheRoutes (engine: Engine, unmatchable: string[]): (route: Rou
     }
     if (methods.some(isMutation)) {
       if (patterns.length > 0 && store.kind === 'memcached') unmatchable.push(`${methods.join(',')} ${route.url}`)
-      route.onSend = appendHook(route.onSend, makeInvalidate(engine, store, (request) => key(request, request), extras, patterns))
+      route.onSend = appendHook(route.onSend, makeInvalidate(engine, store, key, extras, patterns))
     }
   }
 }

@@ -140,7 +140,7 @@ export function createFailoverStore (primary: Store, ctx: FailoverContext): Stor
 
   function record (invalidation: Invalidation): void {
     if (pending.includes(clearAll)) return
-    const weight = invalidation.op === 'delete' ? invalidation.keys.length : 1
+    const weight = weightOf(invalidation)
     if (invalidation.op === 'clear' && invalidation.prefix === clearAll.prefix) {
       pending = [clearAll]
     } else if (pendingWeight + weight > MAX_PENDING) {
@@ -214,7 +214,7 @@ export function createFailoverStore (primary: Store, ctx: FailoverContext): Stor
       const index = pending.indexOf(invalidation)
       if (index >= 0) {
         pending.splice(index, 1)
-        pendingWeight -= invalidation.op === 'delete' ? invalidation.keys.length : 1
+        pendingWeight -= weightOf(invalidation)
       }
       replayed++
     }
@@ -285,4 +285,9 @@ export function createFailoverStore (primary: Store, ctx: FailoverContext): Stor
       await Promise.all([memory?.close(), primary.close()])
     },
   }
+}
+
+/** How much of MAX_PENDING an invalidation takes: a `delete` counts its keys. */
+function weightOf (invalidation: Invalidation): number {
+  return invalidation.op === 'delete' ? invalidation.keys.length : 1
 }
