@@ -1,8 +1,8 @@
 /**
- * Promises in flight by key, so that concurrent callers share one store round trip. Each is
- * remembered with the generation it started at; a caller joins it only while `joinable(since)`
- * holds (no invalidation or clear since it started), otherwise it starts a new one. Settled
- * promises are forgotten: nothing here outlives its round trip.
+ * Promises in flight by key, so that concurrent callers share one piece of work (a store read, a
+ * producer). Each is remembered with the generation it started at; a caller joins it only while
+ * `joinable(since)` holds (no invalidation or clear since it started), otherwise it starts a new
+ * one. Settled promises are forgotten: nothing here outlives its work.
  */
 export class InFlight<T> {
   readonly #running = new Map<string, { since: number, promise: Promise<T> }>()

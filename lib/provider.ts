@@ -1,6 +1,7 @@
 import { InvalidRequestError, PatternMatchingNotSupportedError } from './errors.js'
 import { escapeGlob } from './glob.js'
 import { Engine, UNAVAILABLE, type ManagedStore } from './engine.js'
+import { InFlight } from './in-flight.js'
 import type { CacheStats } from './stats.js'
 
 /** Options every provider call takes. */
@@ -51,7 +52,8 @@ export interface CacheProvider {
 
 export function createProvider (engine: Engine): CacheProvider {
   const { opts, codec, stats } = engine
-  const inflight = new Map<string, Promise<unknown>>()
+  /** getOrSet producers running; a call after an invalidation of the key never joins an earlier one. */
+  const producing = new InFlight<unknown>()
 
   function target (key: unknown, options: CacheCallOptions | undefined): { store: ManagedStore, key: string } {
     if (typeof key !== 'string' || key.length === 0) throw new InvalidRequestError(`key: expected a non-empty string, got ${typeof key === 'string' ? "''" : typeof key}`)
@@ -153,9 +155,7 @@ export function createProvider (engine: Engine): CacheProvider {
       const ttl = seconds(options?.expiration, 'expiration')
       const force = options?.forceRefresh === true
       const id = `${force ? 'f' : 'g'}${options?.backendName ?? ''}\0${t.key}`
-      const running = inflight.get(id)
-      if (running !== undefined) return running as Promise<T>
-      const work = (async () => {
+      const work = async (): Promise<T> => {
         if (!force) {
           const cached = await read(t.store, t.key)
           if (cached !== undefined) return cached as T
@@ -165,13 +165,8 @@ export function createProvider (engine: Engine): CacheProvider {
         // Not stored when an invalidation of this key ran meanwhile: the value may predate it.
         if (value !== undefined && !engine.changedSince(t.key, seq)) await write(t.store, t.key, value, ttl)
         return value
-      })()
-      inflight.set(id, work)
-      try {
-        return await work
-      } finally {
-        inflight.delete(id)
       }
+      return await (producing.get(id, engine.invalidations, (seq) => !engine.changedSince(t.key, seq), work) as Promise<T>)
     },
     async ping () {
       const store = engine.store(undefined)
@@ -179,7 +174,7 @@ export function createProvider (engine: Engine): CacheProvider {
       return store.ping().catch(() => false)
     },
     stats () {
-      return stats.snapshot(opts.backends.get('')?.backend ?? 'memory', engine.fallbackActive)
+      return stats.snapshot(engine.backend, engine.fallbackActive)
     },
     resetStats () {
       stats.reset()
@@ -189,7 +184,6 @@ export function createProvider (engine: Engine): CacheProvider {
 
 /** `enabled: false`: every call is a no-op, but arguments are still checked. */
 function disabledProvider (engine: Engine): CacheProvider {
-  const backend = engine.opts.backends.get('')?.backend ?? 'memory'
   return {
     get: async () => undefined,
     set: async () => {},
@@ -201,7 +195,7 @@ function disabledProvider (engine: Engine): CacheProvider {
     expire: async () => false,
     getOrSet: async (_key, producer) => await producer(),
     ping: async () => false,
-    stats: () => engine.stats.snapshot(backend, false),
+    stats: () => engine.stats.snapshot(engine.backend, false),
     resetStats: () => {},
   }
 }

@@ -56,6 +56,23 @@ t.test('deletePattern matches with Redis glob semantics, within the namespace wh
   t.equal(await c.deletePattern('[pu]*'), 3)
 })
 
+t.test('getOrSet: a call after the key was deleted does not join a producer that started before', async (t) => {
+  const { app } = await withCache()
+  t.teardown(() => app.close())
+  let version = 1
+  let started!: () => void
+  const running = new Promise<void>((resolve) => { started = resolve })
+  const producer = async () => { const v = version; started(); await sleep(30); return { v } }
+  const early = app.cache.getOrSet('item', producer)
+  await running // the early producer has read version 1
+  version = 2
+  await app.cache.delete('item') // the write of version 2 invalidates the key
+  const late = app.cache.getOrSet('item', producer)
+  t.same(await early, { v: 1 }, 'the call from before the write may see the old value')
+  t.same(await late, { v: 2 }, 'the call from after it runs its own producer')
+  t.same(await app.cache.get('item'), { v: 2 }, 'and only the new value is stored')
+})
+
 t.test('getOrSet: concurrent callers of a missing key share one producer call', async (t) => {
   const { app } = await withCache()
   t.teardown(() => app.close())
