@@ -1,12 +1,12 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { Codec, CorruptEntryError, type Entry } from './codec.js'
-import { InvalidRequestError } from './errors.js'
+import { InvalidRequestError, PatternMatchingNotSupportedError } from './errors.js'
 import { compileGlob, escapeGlob } from './glob.js'
 import { InFlight } from './in-flight.js'
-import type { Flight } from './lookup.js'
 import type { ResolvedOptions } from './options.js'
 import { Stats } from './stats.js'
-import type { Store } from './stores/store.js'
+import { writeEpoch } from './stores/batch-writes.js'
+import type { Store, Token } from './stores/store.js'
 
 /** A store as the plugin holds it: the failover wrapper adds `fallbackActive` to remote ones. */
 export type ManagedStore = Store & { readonly fallbackActive?: boolean }
@@ -16,6 +16,17 @@ const RECENT_INVALIDATIONS = 1024
 
 /** Returned by reads when the store failed: the caller bypasses the cache. */
 export const UNAVAILABLE = Symbol('unavailable')
+
+/**
+ * What a lookup found: the decoded entry (undefined when missing, invalidated or corrupt) and
+ * the token a fill of the key writes with (null: a local store, Engine#changedSince guards it).
+ */
+export interface Found {
+  entry: Entry | undefined
+  token: Token | null
+}
+
+interface ReadStart { seq: number, epoch: number }
 
 /**
  * What routes and the provider share: stores, entry codec, statistics, and the one place where
@@ -38,10 +49,14 @@ export class Engine {
    * predate the write, and storing it would bring stale data back until expiry.
    */
   invalidations = 0
-  /** In-process fills in progress, by key: concurrent misses of a key wait for one handler. */
-  readonly flights = new Map<string, Flight>()
-  /** Store reads in flight, per store and key, for #sharedGet. */
-  readonly #reads = new WeakMap<ManagedStore, InFlight<Buffer | undefined>>()
+  /**
+   * Whether shared stores keep the cross-instance guarantee (guards, see stores/store.ts).
+   * Off only through an internal switch, for the tests that prove the guarantee needs them.
+   */
+  readonly guarded: boolean
+  /** Store reads and guard creations in flight, per store and key (see #shared). */
+  readonly #reads = new WeakMap<ManagedStore, InFlight<{ value: Buffer | undefined, token: Token | null }, ReadStart>>()
+  readonly #prepares = new WeakMap<ManagedStore, InFlight<Token | undefined, ReadStart>>()
   /** The latest invalidations, oldest first: what each one covered. */
   readonly #recent: Array<{ seq: number, covers: (key: string) => boolean }> = []
   #lastWarn = 0
@@ -56,6 +71,7 @@ export class Engine {
     this.stats = new Stats(opts.statistics)
     this.prefix = opts.keyPrefix + ':'
     this.escapedPrefix = escapeGlob(this.prefix)
+    this.guarded = opts.guarded
   }
 
   /** The store for a `backendName` (undefined: the default one). */
@@ -103,16 +119,24 @@ export class Engine {
     return false
   }
 
-  /** The decoded entry, undefined when missing or corrupt (deleted), UNAVAILABLE on failure. */
-  async read (store: ManagedStore, key: string): Promise<Entry | undefined | typeof UNAVAILABLE> {
-    let buf: Buffer | undefined
+  /**
+   * The one way a store operation fails open: its failure is counted and logged (throttled,
+   * see failed()) and `fallback` is what the caller gets instead. Never rejects for the store.
+   */
+  async attempt<T, F> (op: string, key: string, fallback: F, run: () => Promise<T>): Promise<T | F> {
     try {
-      buf = await (store.getSync === undefined ? this.#sharedGet(store, key) : store.getSync(key))
+      return await run()
     } catch (err) {
-      this.failed(err, 'get', key)
-      return UNAVAILABLE
+      this.failed(err, op, key)
+      return fallback
     }
-    return buf === undefined ? undefined : this.#decode(store, key, buf)
+  }
+
+  /** The decoded entry and the token to fill it with; UNAVAILABLE when the store failed (logged). */
+  async read (store: ManagedStore, key: string): Promise<Found | typeof UNAVAILABLE> {
+    const read = await this.attempt('get', key, UNAVAILABLE, () => this.#shared(this.#reads, store, key, () => store.read(key)))
+    if (read === UNAVAILABLE) return UNAVAILABLE
+    return { entry: read.value === undefined ? undefined : this.#decode(store, key, read.value), token: read.token }
   }
 
   /** read() for stores with getSync (memory): no promise, no microtask. */
@@ -121,62 +145,82 @@ export class Engine {
     return buf === undefined ? undefined : this.#decode(store, key, buf)
   }
 
+  /**
+   * Makes a lookup's token writable before the handler runs (see Store#prepare). Resolves the
+   * token (null for local stores), undefined when an invalidation overtook it (run, don't
+   * store), UNAVAILABLE when the store failed (logged).
+   */
+  async prepare (store: ManagedStore, key: string, token: Token | null, ttl: number): Promise<Token | null | undefined | typeof UNAVAILABLE> {
+    if (token === null || token.id !== undefined || !this.guarded) return token
+    return await this.attempt('prepare', key, UNAVAILABLE, () => this.#shared(this.#prepares, store, key, () => store.prepare(key, token, ttl)))
+  }
+
   #decode (store: ManagedStore, key: string, buf: Buffer): Entry | undefined {
     try {
       return this.codec.decode(buf)
     } catch (err) {
       if (!(err instanceof CorruptEntryError)) throw err
       this.log.warn({ key, reason: err.message }, 'Cache entry could not be decoded; deleted and treated as a miss')
-      store.delete([key]).catch((err) => this.failed(err, 'delete', key))
+      this.attempt('delete', key, 0, () => store.delete([key])).catch(() => {})
       return undefined
     }
   }
 
   /**
    * Concurrent reads of one key share one store round trip (and, the Buffer being the same, one
-   * decode): under load a hot key costs one GET per round trip, not one per request. A read that
-   * starts after an invalidation or a write of the key never joins one that started before it.
+   * decode): under load a hot key costs one GET per round trip, not one per request. A lookup
+   * joins a read only while that read has not left the process (the write epoch has not moved):
+   * its answer then comes after the lookup began, so after any invalidation whose response the
+   * client could have seen, on any instance. A read that started before an invalidation or a
+   * write of the key in this process is never joined either.
    */
-  #sharedGet (store: ManagedStore, key: string): Promise<Buffer | undefined> {
-    let reads = this.#reads.get(store)
+  #shared<T> (inFlight: WeakMap<ManagedStore, InFlight<T, ReadStart>>, store: ManagedStore, key: string, start: () => Promise<T>): Promise<T> {
+    if (this.guarded && !store.batched) return start()
+    let reads = inFlight.get(store)
     if (reads === undefined) {
       reads = new InFlight()
-      this.#reads.set(store, reads)
+      inFlight.set(store, reads)
     }
-    return reads.get(key, this.invalidations, (seq) => !this.changedSince(key, seq), () => store.get(key))
+    const guarded = this.guarded
+    return reads.get(key, { seq: this.invalidations, epoch: writeEpoch() },
+      (since) => (!guarded || since.epoch === writeEpoch()) && !this.changedSince(key, since.seq), start)
   }
 
-  async write (store: ManagedStore, key: string, value: Buffer, ttl: number): Promise<boolean> {
+  /**
+   * Stores an entry: with the token of its lookup (a fill: valid only while nothing invalidated
+   * the key since), or without one (a new current value). False when the store failed (logged).
+   */
+  async write (store: ManagedStore, key: string, value: Buffer, ttl: number, token?: Token | null): Promise<boolean> {
     // A read in flight may predate this write: later readers must not join it.
     this.#reads.get(store)?.forget(key)
-    try {
-      await store.set(key, value, ttl)
-      if (this.stats.enabled) this.stats.sets++
+    const written = await this.attempt('set', key, false, async () => {
+      await store.set(key, value, ttl, this.guarded ? token : undefined)
       return true
-    } catch (err) {
-      this.failed(err, 'set', key)
-      return false
-    }
+    })
+    if (written && this.stats.enabled) this.stats.sets++
+    return written
   }
 
   /** Resolves the number deleted; 0 when the store failed (logged; the store replays it). */
   async remove (store: ManagedStore, keys: readonly string[]): Promise<number> {
     if (keys.length === 0) return 0
     this.invalidated(keys.length === 1 ? (k) => k === keys[0] : (k) => keys.includes(k))
-    try {
-      const n = await store.delete(keys)
-      if (this.stats.enabled) this.stats.deletes += n
-      return n
-    } catch (err) {
-      this.failed(err, 'delete', keys.join(' '))
-      return 0
-    }
+    const n = await this.attempt('delete', keys.join(' '), 0, () => store.delete(keys))
+    if (this.stats.enabled) this.stats.deletes += n
+    return n
   }
 
-  /** `pattern` is a full-key pattern (prefix already escaped). Rejects with the store's error. */
+  /**
+   * `pattern` is a full-key pattern (prefix already escaped). Resolves the number deleted (0 when
+   * the store failed: logged, and replayed by the store); rejects with
+   * PatternMatchingNotSupportedError where the store cannot match patterns.
+   */
   async removePattern (store: ManagedStore, pattern: string): Promise<number> {
+    if (!store.patterns) {
+      throw new PatternMatchingNotSupportedError(`${store.kind} cannot match key patterns (it has no way to list keys): '${pattern}'`)
+    }
     this.invalidated(compileGlob(pattern))
-    const n = await store.deletePattern(pattern)
+    const n = await this.attempt('deletePattern', pattern, 0, () => store.deletePattern(pattern))
     if (this.stats.enabled) this.stats.deletes += n
     return n
   }

@@ -1,8 +1,9 @@
-import { randomUUID } from 'node:crypto'
-import type { FastifyRequest, onSendHookHandler } from 'fastify'
+import type { onSendHookHandler } from 'fastify'
 import { strongEtag, type ResponseEntry } from './codec.js'
-import { UNAVAILABLE, type Engine, type ManagedStore } from './engine.js'
-import { BYPASS, headerValue, HIT, kState, type Miss } from './lookup.js'
+import type { Engine, ManagedStore } from './engine.js'
+import type { Token } from './stores/store.js'
+import { BYPASS, HIT, kState, type Miss } from './request-state.js'
+import { responseVary, variantSet } from './variants.js'
 
 /** Headers safe to replay to another client; everything else a handler sets is not stored. */
 const STORED_HEADERS = ['content-type', 'content-encoding', 'content-language', 'content-disposition', 'cache-control', 'last-modified', 'link', 'location', 'vary']
@@ -44,7 +45,7 @@ export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<
 
 /** Not an invalidation: the lease only tells other instances that a fill is under way. */
 async function release (engine: Engine, store: ManagedStore, lease: string): Promise<void> {
-  await store.delete([lease]).catch((err) => engine.failed(err, 'delete', lease))
+  await engine.attempt('delete', lease, 0, () => store.delete([lease]))
 }
 
 function cacheablePayload (payload: unknown): boolean {
@@ -59,48 +60,24 @@ function cacheableHeaders (headers: Record<string, unknown>): boolean {
   return vary === undefined || !String(vary).split(',').some((v) => v.trim() === '*')
 }
 
-function responseVary (request: FastifyRequest, vary: string | undefined): Record<string, string> | null {
-  if (vary === undefined) return null
-  const out: Record<string, string> = {}
-  for (const name of vary.split(',')) {
-    const n = name.trim().toLowerCase()
-    if (n) out[n] = headerValue(request, n)
-  }
-  return out
-}
-
 /** Whether an invalidation since the lookup covered this response's key (or its variant root). */
 function overtaken (engine: Engine, miss: Miss): boolean {
   return engine.changedSince(miss.key, miss.seq) || (miss.root !== undefined && engine.changedSince(miss.root, miss.seq))
 }
 
 async function persist (engine: Engine, store: ManagedStore, miss: Miss, entry: ResponseEntry, ttl: number): Promise<void> {
-  if (overtaken(engine, miss)) return
-  if (miss.root !== undefined && miss.token === undefined) {
-    const token = await variantToken(engine, store, miss.root, ttl)
-    if (token === undefined) return
-    miss.key = `${miss.root}|${token}|${miss.variant}`
+  // Overtaken before the handler ran (on any instance), or since, in this process.
+  if (miss.token === undefined || overtaken(engine, miss)) return
+  let token: Token | null | undefined = miss.token
+  if (miss.root !== undefined && miss.variantSet === undefined) {
+    const set = await variantSet(engine, store, miss.root, token, ttl)
+    if (set === undefined) return
+    miss.variantSet = set
+    miss.key = `${miss.root}|${set}|${miss.variant}`
     if (overtaken(engine, miss)) return
+    // The token guarded the set's marker; the variant key under a new set is new to everyone.
+    token = token === null ? null : undefined
   }
   const { kind: _kind, ...fields } = entry
-  await engine.write(store, miss.key, engine.codec.encodeResponse(fields, store.kind !== 'memory'), ttl)
-}
-
-/** The token of the key's variant set, creating the set when there is none. */
-async function variantToken (engine: Engine, store: ManagedStore, root: string, ttl: number): Promise<string | undefined> {
-  const token = randomUUID()
-  const marker = engine.codec.encodeVariants(token)
-  let created: boolean
-  try {
-    created = await store.add(root, marker, ttl)
-  } catch (err) {
-    engine.failed(err, 'add', root)
-    return undefined
-  }
-  if (created) return token
-  const existing = await engine.read(store, root)
-  if (existing === UNAVAILABLE) return undefined
-  if (existing?.kind === 'variants') return existing.token
-  // Something else sits at the root (an entry of a route without `vary`): replace it.
-  return await engine.write(store, root, marker, ttl) ? token : undefined
+  await engine.write(store, miss.key, engine.codec.encodeResponse(fields, !store.local), ttl, token)
 }

@@ -1,13 +1,13 @@
 /**
  * Promises in flight by key, so that concurrent callers share one piece of work (a store read, a
- * producer). Each is remembered with the generation it started at; a caller joins it only while
- * `joinable(since)` holds (no invalidation or clear since it started), otherwise it starts a new
- * one. Settled promises are forgotten: nothing here outlives its work.
+ * producer). Each is remembered with what was true when it started (`since`); a caller joins it
+ * only while `joinable(since)` holds, otherwise it starts a new one. Settled promises are
+ * forgotten: nothing here outlives its work.
  */
-export class InFlight<T> {
-  readonly #running = new Map<string, { since: number, promise: Promise<T> }>()
+export class InFlight<T, S = number> {
+  readonly #running = new Map<string, { since: S, promise: Promise<T> }>()
 
-  get (key: string, now: number, joinable: (since: number) => boolean, start: () => Promise<T>): Promise<T> {
+  get (key: string, now: S, joinable: (since: S) => boolean, start: () => Promise<T>): Promise<T> {
     const running = this.#running.get(key)
     if (running !== undefined && joinable(running.since)) return running.promise
     const pending = { since: now, promise: start() }

@@ -48,11 +48,8 @@ export function makeInvalidate (engine: Engine, store: ManagedStore, own: KeysOf
     await Promise.all([
       engine.remove(store, keys),
       ...globs.map((g) => engine.removePattern(store, engine.escapedPrefix + g).catch((err) => {
-        if (err instanceof PatternMatchingNotSupportedError) {
-          request.log.error({ err, pattern: g }, `Cache pattern invalidation skipped: ${err.message}`)
-        } else {
-          engine.failed(err, 'deletePattern', g)
-        }
+        if (!(err instanceof PatternMatchingNotSupportedError)) throw err
+        request.log.error({ err, pattern: g }, `Cache pattern invalidation skipped: ${err.message}`)
       })),
     ])
     return payload

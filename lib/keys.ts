@@ -10,10 +10,10 @@ export interface KeySource { params: unknown, query: unknown, body: unknown }
 /**
  * A user value inside a key is one segment: `:` would let `{a}:{b}` with a='x:y', b='z' collide
  * with a='x', b='y:z', and let a value reach into another namespace. Percent-encode the separator
- * (and `%` itself, so the mapping stays one-to-one).
+ * (and `%` itself, so the mapping stays one-to-one), and NUL, which marks the plugin's guard keys.
  */
 export function encodeSegment (value: string): string {
-  return /[%:]/.test(value) ? value.replace(/%/g, '%25').replace(/:/g, '%3A') : value
+  return /[%:\0]/.test(value) ? value.replace(/%/g, '%25').replace(/:/g, '%3A').replace(/\0/g, '%00') : value
 }
 
 /** The value of a request field, params first, then query, then top-level body fields. */
@@ -40,6 +40,7 @@ export function compileTemplate (template: string, where: string): { render: Ren
   if (/[{}]/.test(template.replace(/\{[^{}]+\}/g, ''))) {
     throw new CacheConfigurationError(`${where}: unbalanced or empty placeholder in '${template}'`)
   }
+  if (template.includes('\0')) throw new CacheConfigurationError(`${where}: NUL is not allowed in '${template.replace(/\0/g, '\\0')}'`)
   const parts = template.split(/\{([^{}]+)\}/)
   if (parts.length === 1) return { render: () => template }
   return {
@@ -94,6 +95,7 @@ export function compileKey (
     prefix = (request) => {
       const p = keyPrefix(request)
       if (typeof p !== 'string' || p.length === 0) throw new KeyError(`keyPrefix function returned ${typeof p === 'string' ? 'an empty string' : typeof p}`)
+      if (p.includes('\0')) throw new KeyError('keyPrefix function returned a key with a NUL character')
       return p
     }
   } else {

@@ -18,7 +18,15 @@ export interface ResolvedOptions {
   /** The default store is '' in this map; named `backends` follow. */
   backends: Map<string, Required<Pick<BackendSpec, 'backend'>> & BackendSpec & { memory: { maxEntries: number, maxBytes: number } }>
   managementRoutes: false | { prefix: string, onRequest: onRequestHookHandler[] }
+  /** Cross-instance guards on (see stores/store.ts); only the internal kUnguarded turns them off. */
+  guarded: boolean
 }
+
+/**
+ * Internal switch, not part of the API: `{ [kUnguarded]: true }` runs shared stores without
+ * guards, as releases before them did, so that tests can show what the guards prevent.
+ */
+export const kUnguarded = Symbol.for('fastify-server-cache.unguarded')
 
 export const DEFAULT_MEMORY = { maxEntries: 10_000, maxBytes: 64 * 1024 * 1024 }
 
@@ -57,6 +65,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     cacheHeader: options.cacheHeader === undefined ? 'x-cache' : options.cacheHeader === false ? false : options.cacheHeader.toLowerCase(),
     backends,
     managementRoutes: resolveManagement(options.managementRoutes),
+    guarded: (options as { [kUnguarded]?: unknown })[kUnguarded] !== true,
   }
 }
 

@@ -1,8 +1,9 @@
-import { InvalidRequestError, PatternMatchingNotSupportedError } from './errors.js'
+import { InvalidRequestError } from './errors.js'
 import { escapeGlob } from './glob.js'
 import { Engine, UNAVAILABLE, type ManagedStore } from './engine.js'
 import { InFlight } from './in-flight.js'
 import type { CacheStats } from './stats.js'
+import type { Token } from './stores/store.js'
 
 /** Options every provider call takes. */
 export interface CacheCallOptions {
@@ -52,19 +53,24 @@ export interface CacheProvider {
 
 export function createProvider (engine: Engine): CacheProvider {
   const { opts, codec, stats } = engine
-  /** getOrSet producers running; a call after an invalidation of the key never joins an earlier one. */
-  const producing = new InFlight<unknown>()
+  /**
+   * getOrSet producers running. A call joins one only when it read the same token as the call
+   * that started it (no invalidation of the key in between, on any instance; see coalesce.ts).
+   */
+  const producing = new InFlight<unknown, { seq: number, token: Token | null | undefined }>()
 
   function target (key: unknown, options: CacheCallOptions | undefined): { store: ManagedStore, key: string } {
     if (typeof key !== 'string' || key.length === 0) throw new InvalidRequestError(`key: expected a non-empty string, got ${typeof key === 'string' ? "''" : typeof key}`)
+    // NUL marks the plugin's own guard keys (see stores/redis.ts); no key of a user may hold one.
+    if (key.includes('\0')) throw new InvalidRequestError('key: must not contain a NUL character')
     return { store: engine.store(options?.backendName), key: scope(options) + key }
   }
 
   function scope (options: CacheCallOptions | undefined): string {
     const ns = options?.namespace
     if (ns === undefined) return engine.prefix
-    if (typeof ns !== 'string' || ns.length === 0 || ns.includes(':')) {
-      throw new InvalidRequestError(`namespace: expected a non-empty string without ':', got ${typeof ns === 'string' ? `'${ns}'` : typeof ns}`)
+    if (typeof ns !== 'string' || ns.length === 0 || ns.includes(':') || ns.includes('\0')) {
+      throw new InvalidRequestError(`namespace: expected a non-empty string without ':' or NUL, got ${typeof ns === 'string' ? `'${ns}'` : typeof ns}`)
     }
     return engine.prefix + ns + ':'
   }
@@ -76,31 +82,26 @@ export function createProvider (engine: Engine): CacheProvider {
     return value
   }
 
-  async function read (store: ManagedStore, key: string): Promise<unknown> {
-    const entry = await engine.read(store, key)
-    const value = entry === UNAVAILABLE || entry === undefined || entry.kind !== 'value' ? undefined : entry.value
+  /** The value and the token a fill of the key writes with (undefined: the store failed). */
+  async function lookup (store: ManagedStore, key: string): Promise<{ value: unknown, token: Token | null | undefined }> {
+    const found = await engine.read(store, key)
+    if (found === UNAVAILABLE) return { value: undefined, token: undefined }
+    return { value: found.entry?.kind === 'value' ? found.entry.value : undefined, token: found.token }
+  }
+
+  function counted (value: unknown): unknown {
     if (stats.enabled) value === undefined ? stats.misses++ : stats.hits++
     return value
   }
 
-  async function write (store: ManagedStore, key: string, value: unknown, ttl: number): Promise<void> {
+  async function write (store: ManagedStore, key: string, value: unknown, ttl: number, token?: Token | null): Promise<void> {
     let buf: Buffer
     try {
-      buf = codec.encodeValue(value, store.kind !== 'memory')
+      buf = codec.encodeValue(value, !store.local)
     } catch (err) {
       throw new InvalidRequestError((err as Error).message, { cause: err })
     }
-    await engine.write(store, key, buf, ttl)
-  }
-
-  /** Runs `op`; on a store failure logs it and resolves `fallback` (fail-open). */
-  async function guarded<T> (op: string, key: string, fallback: T, run: () => Promise<T>): Promise<T> {
-    try {
-      return await run()
-    } catch (err) {
-      engine.failed(err, op, key)
-      return fallback
-    }
+    await engine.write(store, key, buf, ttl, token)
   }
 
   if (!opts.enabled) return disabledProvider(engine)
@@ -108,15 +109,16 @@ export function createProvider (engine: Engine): CacheProvider {
   return {
     async get<T> (key: string, options?: CacheCallOptions) {
       const t = target(key, options)
-      return await read(t.store, t.key) as T | undefined
+      return counted((await lookup(t.store, t.key)).value) as T | undefined
     },
     async set (key, value, options) {
       const t = target(key, options)
+      // No token: a new current value, which fills in flight on any instance will not replace.
       await write(t.store, t.key, value, seconds(options?.expiration, 'expiration'))
     },
     async exists (key, options) {
       const t = target(key, options)
-      return guarded('exists', t.key, false, () => t.store.exists(t.key))
+      return engine.attempt('exists', t.key, false, () => t.store.exists(t.key))
     },
     async delete (keyOrKeys, options) {
       const keys = typeof keyOrKeys === 'string' ? [keyOrKeys] : [...keyOrKeys]
@@ -128,26 +130,22 @@ export function createProvider (engine: Engine): CacheProvider {
       if (typeof pattern !== 'string' || pattern.length === 0) throw new InvalidRequestError('pattern: expected a non-empty string')
       const store = engine.store(options?.backendName)
       const full = escapeGlob(scope(options)) + pattern
-      return engine.removePattern(store, full).catch((err) => {
-        if (err instanceof PatternMatchingNotSupportedError) throw err
-        engine.failed(err, 'deletePattern', full)
-        return 0
-      })
+      return await engine.removePattern(store, full)
     },
     async clear (options) {
       const store = engine.store(options?.backendName)
       const prefix = scope(options)
       engine.invalidated((k) => k.startsWith(prefix))
-      await guarded('clear', prefix, undefined, () => store.clear(prefix))
+      await engine.attempt('clear', prefix, undefined, () => store.clear(prefix))
     },
     async ttl (key, options) {
       const t = target(key, options)
-      return guarded('ttl', t.key, -2, () => t.store.ttl(t.key))
+      return engine.attempt('ttl', t.key, -2, () => t.store.ttl(t.key))
     },
     async expire (key, secs, options) {
       const t = target(key, options)
       const s = seconds(secs, 'seconds')
-      return guarded('expire', t.key, false, () => t.store.expire(t.key, s))
+      return engine.attempt('expire', t.key, false, () => t.store.expire(t.key, s))
     },
     async getOrSet<T> (key: string, producer: () => T | Promise<T>, options?: GetOrSetOptions): Promise<T> {
       if (typeof producer !== 'function') throw new InvalidRequestError('producer: expected a function')
@@ -155,18 +153,25 @@ export function createProvider (engine: Engine): CacheProvider {
       const ttl = seconds(options?.expiration, 'expiration')
       const force = options?.forceRefresh === true
       const id = `${force ? 'f' : 'g'}${options?.backendName ?? ''}\0${t.key}`
+      const found = await lookup(t.store, t.key)
+      if (!force && counted(found.value) !== undefined) return found.value as T
+      // A failed read stores nothing: the producer's value may predate a write it cannot see.
+      let token = found.token
+      if (token !== undefined && token !== null && token.id === undefined && engine.guarded) {
+        const prepared = await engine.prepare(t.store, t.key, token, ttl)
+        token = prepared === UNAVAILABLE ? undefined : prepared
+      }
+      const seq = engine.invalidations
       const work = async (): Promise<T> => {
-        if (!force) {
-          const cached = await read(t.store, t.key)
-          if (cached !== undefined) return cached as T
-        }
-        const seq = engine.invalidations
         const value = await producer()
         // Not stored when an invalidation of this key ran meanwhile: the value may predate it.
-        if (value !== undefined && !engine.changedSince(t.key, seq)) await write(t.store, t.key, value, ttl)
+        if (value !== undefined && token !== undefined && !engine.changedSince(t.key, seq)) await write(t.store, t.key, value, ttl, token)
         return value
       }
-      return await (producing.get(id, engine.invalidations, (seq) => !engine.changedSince(t.key, seq), work) as Promise<T>)
+      const joinable = (since: { seq: number, token: Token | null | undefined }): boolean =>
+        !engine.changedSince(t.key, since.seq) &&
+        (!engine.guarded || since.token === null || (since.token?.id !== undefined && since.token.id === token?.id))
+      return await (producing.get(id, { seq, token }, joinable, work) as Promise<T>)
     },
     async ping () {
       const store = engine.store(undefined)

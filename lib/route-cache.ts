@@ -4,6 +4,7 @@ import { CacheConfigurationError, InvalidRequestError } from './errors.js'
 import { makeFill } from './fill.js'
 import { compileExtras, compilePatterns, isMutation, makeInvalidate } from './invalidate.js'
 import { compileKey, compileResourceId, type IdType } from './keys.js'
+import { Flights } from './coalesce.js'
 import { makeLookup } from './lookup.js'
 import { RouteCacheConfigSchema, type RouteCacheConfig } from './schemas.js'
 import { validate } from './validate.js'
@@ -15,6 +16,8 @@ import { validate } from './validate.js'
  * (Memcached) are listed into `unmatchable`, for one warning at start-up.
  */
 export function cacheRoutes (engine: Engine, unmatchable: string[]): (route: RouteOptions) => void {
+  // One per plugin instance: routes sharing keys share their fills.
+  const flights = new Flights()
   return function onRoute (route) {
     const raw = (route.config as { cache?: unknown } | undefined)?.cache
     if (raw === undefined) return
@@ -44,11 +47,11 @@ export function cacheRoutes (engine: Engine, unmatchable: string[]): (route: Rou
     if (reads) {
       const counter = engine.stats.route(typeof cfg.keyPrefix === 'string' ? cfg.keyPrefix : route.url)
       const vary = cfg.vary?.map((h) => h.toLowerCase()) ?? []
-      route.preParsing = appendHook(route.preParsing, makeLookup({ engine, store, key, counter, vary }))
+      route.preParsing = appendHook(route.preParsing, makeLookup({ engine, store, key, counter, vary, expiration, flights }))
       if (methods.includes('GET')) route.onSend = appendHook(route.onSend, makeFill(engine, store, new Set(cfg.statusCodes ?? [200]), expiration))
     }
     if (methods.some(isMutation)) {
-      if (patterns.length > 0 && store.kind === 'memcached') unmatchable.push(`${methods.join(',')} ${route.url}`)
+      if (patterns.length > 0 && !store.patterns) unmatchable.push(`${methods.join(',')} ${route.url}`)
       route.onSend = appendHook(route.onSend, makeInvalidate(engine, store, key, extras, patterns))
     }
   }

@@ -105,8 +105,9 @@ function query (port, command, complete) {
 }
 
 /**
- * Reads the store has served since it started, as the server counts them: Redis GET calls
- * (INFO commandstats), memcached keys fetched (`cmd_get`: a plugin lookup fetches its namespace
+ * Reads the store has served since it started, as the server counts them: Redis GET and MGET
+ * calls (INFO commandstats; a plugin lookup is one MGET of the entry and its guard, a
+ * hand-written one a GET), memcached keys fetched (`cmd_get`: a plugin lookup fetches its namespace
  * versions and the entry). Over a sample, the difference per request served is the honest
  * per-request cost of a variant that shares in-flight reads.
  */
@@ -116,7 +117,8 @@ export async function storeReads (store) {
       const header = /^\$(\d+)\r\n/.exec(data)
       return header !== null && Buffer.byteLength(data) >= header[0].length + Number(header[1]) + 2
     })
-    return Number(/cmdstat_get:calls=(\d+)/.exec(info)?.[1] ?? 0)
+    const calls = (command) => Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)?.[1] ?? 0)
+    return calls('get') + calls('mget')
   }
   const stats = await query(store.port, 'stats\r\n', (data) => data.includes('END\r\n'))
   return Number(/STAT cmd_get (\d+)/.exec(stats)?.[1] ?? NaN)

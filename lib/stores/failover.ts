@@ -1,11 +1,13 @@
 import { BackendUnavailableError, CacheError } from '../errors.js'
 import { MemoryStore } from './memory.js'
-import type { Store, StoreContext } from './store.js'
+import type { Read, Store, StoreContext, Token } from './store.js'
 
 /** Consecutive failures (errors or timeouts) that open the circuit. */
 const FAILURE_THRESHOLD = 3
 /** Default cool-down of the open circuit, and the interval of start-up reconnection attempts. */
 const DEFAULT_RETRY_INTERVAL = 1000
+/** ms between recovery attempts while invalidations missed during an outage wait for replay. */
+const PENDING_RETRY_INTERVAL = 100
 /** Recorded invalidations kept (a `delete` weighs its number of keys) before collapsing. */
 const MAX_PENDING = 1000
 /** A replayed SCAN over a large keyspace legitimately takes longer than operationTimeout. */
@@ -158,10 +160,13 @@ export function createFailoverStore (primary: Store, ctx: FailoverContext): Stor
 
   function schedule (): void {
     if (closed || timer !== undefined || recovering) return
+    // Other instances may reach the server again before this one and read entries that the
+    // invalidations it missed cover: with some pending, look again far sooner.
+    const delay = pending.length > 0 ? Math.min(retryInterval, PENDING_RETRY_INTERVAL) : retryInterval
     timer = setTimeout(() => {
       timer = undefined
       recover().catch(() => {})
-    }, retryInterval)
+    }, delay)
     timer.unref()
   }
 
@@ -230,8 +235,17 @@ export function createFailoverStore (primary: Store, ctx: FailoverContext): Stor
     }
   }
 
+  /**
+   * A token read from the start-up fallback means nothing to the primary (and one of the
+   * primary's to the fallback): a fill that straddles the switch back is not stored.
+   */
+  const fromFallback: Token = { id: 'fallback' }
+
   return {
     kind,
+    local: false,
+    patterns: primary.patterns,
+    batched: primary.batched,
 
     get fallbackActive () {
       return fallback !== undefined
@@ -257,7 +271,19 @@ export function createFailoverStore (primary: Store, ctx: FailoverContext): Stor
     },
 
     get: (key) => access('get', (store) => store.get(key)),
-    set: (key, value, ttlSeconds) => access('set', (store) => store.set(key, value, ttlSeconds)),
+    read: (key) => access('get', async (store): Promise<Read> => {
+      const read = await store.read(key)
+      return store === primary ? read : { value: read.value, token: fromFallback }
+    }),
+    prepare: (key, token, ttlSeconds) => access('prepare', async (store) => {
+      if (store !== primary) return token === fromFallback ? token : undefined
+      return token === fromFallback ? undefined : await store.prepare(key, token, ttlSeconds)
+    }),
+    set: (key, value, ttlSeconds, token) => access('set', async (store) => {
+      if (token === undefined) return await store.set(key, value, ttlSeconds)
+      if ((token === fromFallback) !== (store !== primary)) return
+      await store.set(key, value, ttlSeconds, token === fromFallback ? null : token)
+    }),
     add: (key, value, ttlSeconds) => access('add', (store) => store.add(key, value, ttlSeconds)),
     exists: (key) => access('exists', (store) => store.exists(key)),
     ttl: (key) => access('ttl', (store) => store.ttl(key)),

@@ -1,10 +1,15 @@
+import { GUARD_LENGTH } from './guards.js'
+
 // memcached can neither report an item's remaining lifetime nor expire it precisely: its clock
 // ticks once a second, so an item set with exptime 1 may vanish a few ms later. The absolute
 // expiry therefore travels in front of the bytes, and memcached gets one extra second so that it
 // never drops an entry before that header says so. Readers go by the header.
 
 const MAGIC = 0xfe01 // not the codec's 0xFC: this header wraps its bytes
+/** The same header followed by the guard the entry was written under (see store.ts). */
+const MAGIC_GUARDED = 0xfe02
 const HEADER_BYTES = 10
+const GUARDED_HEADER_BYTES = HEADER_BYTES + GUARD_LENGTH
 /** Above this, memcached reads an exptime as an absolute unix time instead of seconds from now. */
 const MAX_RELATIVE_EXPTIME = 60 * 60 * 24 * 30
 
@@ -12,19 +17,29 @@ export interface Entry {
   /** ms since the epoch; 0: no expiry known (a value some other client wrote). */
   expiresAt: number
   value: Buffer
+  /** The guard it was written under; undefined for markers (leases) and foreign values. */
+  guard?: string
 }
 
-export function encodeEntry (value: Buffer, ttlSeconds: number, now = Date.now()): Buffer {
-  const header = Buffer.alloc(HEADER_BYTES)
-  header.writeUInt16BE(MAGIC, 0)
-  header.writeUIntBE(now + ttlSeconds * 1000, 2, 6)
-  return Buffer.concat([header, value])
+export function encodeEntry (value: Buffer, ttlSeconds: number, guard?: string, now = Date.now()): Buffer {
+  const size = guard === undefined ? HEADER_BYTES : GUARDED_HEADER_BYTES
+  const out = Buffer.allocUnsafeSlow(size + value.length)
+  out.fill(0, 0, HEADER_BYTES)
+  out.writeUInt16BE(guard === undefined ? MAGIC : MAGIC_GUARDED, 0)
+  out.writeUIntBE(now + ttlSeconds * 1000, 2, 6)
+  if (guard !== undefined) out.write(guard, HEADER_BYTES, GUARD_LENGTH, 'latin1')
+  value.copy(out, size)
+  return out
 }
 
 /** A value without our header (written by another client) is returned whole, with no expiry. */
 export function decodeEntry (stored: Buffer): Entry {
-  if (stored.length < HEADER_BYTES || stored.readUInt16BE(0) !== MAGIC) return { expiresAt: 0, value: stored }
-  return { expiresAt: stored.readUIntBE(2, 6), value: stored.subarray(HEADER_BYTES) }
+  const magic = stored.length < HEADER_BYTES ? 0 : stored.readUInt16BE(0)
+  if (magic === MAGIC) return { expiresAt: stored.readUIntBE(2, 6), value: stored.subarray(HEADER_BYTES) }
+  if (magic === MAGIC_GUARDED && stored.length >= GUARDED_HEADER_BYTES) {
+    return { expiresAt: stored.readUIntBE(2, 6), value: stored.subarray(GUARDED_HEADER_BYTES), guard: stored.toString('latin1', HEADER_BYTES, GUARDED_HEADER_BYTES) }
+  }
+  return { expiresAt: 0, value: stored }
 }
 
 export function isLive (entry: Entry, now = Date.now()): boolean {

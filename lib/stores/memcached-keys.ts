@@ -43,9 +43,11 @@ export const VERSION_PATTERN = /^[0-9a-f]{12}$/
 export const MAX_LEVELS = 8
 
 /**
- * How the store names things, for one keyPrefix. Three disjoint classes of storage names:
+ * How the store names things, for one keyPrefix. Four disjoint classes of storage names:
  * - entries under the prefix: `<prefix>:v<global>.<level 1>.<level 2>:<rest>` (12-hex versions),
  * - version keys: `<prefix>:~v` (global) and `<prefix>:~v:<level>:` ('~' is not 'v': never data),
+ * - guards: `<prefix>:~g:<rest>`, one per key, outside the versions (a namespace clear hides the
+ *   entries; their guards simply age out),
  * - foreign keys (not under `<prefix>:`): the key itself, which cannot start with `<prefix>:`.
  */
 export class KeySpace {
@@ -74,6 +76,11 @@ export class KeySpace {
       versionKeys.push(this.levelVersionKey(rest.slice(0, colon + 1)))
     }
     return { foreign: false, rest, versionKeys }
+  }
+
+  /** The key's guard; foreign keys have none (they are not the plugin's). */
+  guardKey (info: KeyInfo): string | undefined {
+    return info.foreign ? undefined : memcachedKey(`${this.root}~g:${info.rest}`)
   }
 
   /** The memcached key of an entry under the given versions (one per versionKeys entry). */

@@ -2,10 +2,12 @@ import type { Response } from 'memjs'
 import { BackendUnavailableError, InvalidRequestError, PatternMatchingNotSupportedError } from '../errors.js'
 import { InFlight } from '../in-flight.js'
 import type { MemcachedOptions } from '../schemas.js'
+import { writeEpoch } from './batch-writes.js'
+import { GUARD_LENGTH, GUARD_SLACK_SECONDS, newGuard } from './guards.js'
 import { buildConnection, Op, request, serverVersion, Status } from './memcached-client.js'
 import { decodeEntry, encodeEntry, exptime, isLive, secondsLeft, storeExtras, type Entry } from './memcached-entry.js'
-import { KeySpace, MAX_LEVELS, newVersion, VERSION_PATTERN } from './memcached-keys.js'
-import type { Store, StoreContext } from './store.js'
+import { KeySpace, MAX_LEVELS, newVersion, VERSION_PATTERN, type KeyInfo } from './memcached-keys.js'
+import type { Read, Store, StoreContext, Token } from './store.js'
 
 /*
  * memcached cannot list keys, so clear() cannot find what to delete, and flush_all would wipe
@@ -19,15 +21,33 @@ import type { Store, StoreContext } from './store.js'
  *
  * Hit-path cost: versions are read from memcached on every operation, never trusted from a
  * process-local cache, because another instance may have cleared a namespace a moment ago.
- * Concurrent lookups share a version read in flight (not one from before a clear of this process).
- * get() stays at one round trip: it remembers the versions it saw last and fetches the entry
- * under them in the same pipelined batch as the versions themselves (for `prefix:widget:42`:
- * three small gets, global version, `widget:` version, entry). The entry is used only if the
- * versions just read are the ones it guessed; after a clear it costs a second round trip once.
- * Writes and the other reads take two round trips (versions, then the entry), plus one the first
- * time a level is used (creating its version). Keys outside keyPrefix (foreign) have no
- * versions: one round trip, and clear() never reaches them.
+ * Concurrent lookups share a version read only while it has not left the process (the write
+ * epoch, see batch-writes.ts), and never one from before a clear of this process.
+ * read() stays at one round trip: it remembers the versions it saw last and fetches the entry
+ * under them in the same pipelined batch as the versions and the key's guard (for
+ * `prefix:widget:42`: four small gets, global version, `widget:` version, guard, entry). The
+ * entry is used only if the versions just read are the ones it guessed; after a clear it costs a
+ * second round trip once. A fill writes under the versions and guard its lookup read (its
+ * token), so a namespace cleared or a key invalidated since, by any instance, hides it: one
+ * round trip. Unconditional writes and the other reads take two (versions, then the entry),
+ * plus one the first time a level is used (creating its version). Keys outside keyPrefix
+ * (foreign) have no versions and no guard: one round trip, and clear() never reaches them.
  */
+
+/** Versions and guard as a read saw them; `id` is defined once all of them exist. */
+interface MemcachedToken extends Token {
+  readonly versions: ReadonlyArray<string | undefined>
+  readonly guard: string | undefined
+}
+
+const FOREIGN: MemcachedToken = { id: 'foreign', versions: [], guard: undefined }
+const GUARD_PATTERN = new RegExp(`^[0-9a-f]{${GUARD_LENGTH}}$`)
+
+function tokenOf (info: KeyInfo, versions: ReadonlyArray<string | undefined>, guard: string | undefined): MemcachedToken {
+  if (info.foreign) return FOREIGN
+  const complete = guard !== undefined && versions.every((v) => v !== undefined)
+  return { id: complete ? `${versions.join('.')}/${guard}` : undefined, versions, guard }
+}
 
 /** How many version values get() remembers for its guess (one per namespace). */
 const GUESS_LIMIT = 1024
@@ -41,7 +61,9 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
   const keys = new KeySpace(ctx.keyPrefix)
   const guesses = new Map<string, string>()
   /** Version reads in flight: concurrent lookups of different keys in one namespace share them. */
-  const versionReads = new InFlight<string | undefined>()
+  const versionReads = new InFlight<string | undefined, { clears: number, epoch: number }>()
+  /** Version creations of unconditional writes in flight (see versionAtCall). */
+  const creations = new InFlight<string | undefined>()
   /** Bumped by every clear() of this process: a lookup after it never joins a read from before. */
   let clears = 0
 
@@ -90,7 +112,8 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
   }
 
   function sharedVersion (versionKey: string): Promise<string | undefined> {
-    return versionReads.get(versionKey, clears, (since) => since === clears, () => readVersion(versionKey))
+    return versionReads.get(versionKey, { clears, epoch: writeEpoch() },
+      (since) => since.clears === clears && since.epoch === writeEpoch(), () => readVersion(versionKey))
   }
 
   type VersionSource = (versionKey: string) => Promise<string | undefined>
@@ -111,6 +134,30 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
     return (await locate(fullKey, writableVersion)) as string
   }
 
+  /**
+   * For a value that was current when set() was called: a version created after that (by a
+   * clear() since, here or on another instance) must not take it in, so a missing version is
+   * only ever created by this call's own `add`. Losing that race drops the write (undefined):
+   * a dropped write is a miss later, an entry under a newer version would outlive the clear.
+   */
+  async function versionAtCall (versionKey: string): Promise<string | undefined> {
+    const seen = await sharedVersion(versionKey)
+    if (seen !== undefined) return seen
+    // Concurrent first writes of a namespace in this process share one creation.
+    return await creations.get(versionKey, clears, (since) => since === clears, () => createVersion(versionKey))
+  }
+
+  async function createVersion (versionKey: string): Promise<string | undefined> {
+    const fresh = newVersion()
+    const added = await send(Op.add, versionKey, { extras: Buffer.alloc(8), value: Buffer.from(fresh) })
+    if (added.header.status === Status.ok) {
+      remember(versionKey, fresh)
+      return fresh
+    }
+    // Not one of our versions (foreign bytes) is replaced as writes always did; a valid one is newer.
+    return await readRaw(versionKey, VERSION_PATTERN) === undefined ? await ensureVersion(versionKey) : undefined
+  }
+
   async function fetchEntry (memcachedKey: string): Promise<(Entry & { cas: Buffer }) | undefined> {
     const response = await send(Op.get, memcachedKey)
     if (response.header.status !== Status.ok) return undefined
@@ -118,19 +165,87 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
     return isLive(entry) ? { ...entry, cas: response.header.cas } : undefined
   }
 
-  async function get (fullKey: string): Promise<Buffer | undefined> {
+  /** A raw value (guard, version) at `key`, if it matches `pattern`. */
+  async function readRaw (key: string, pattern: RegExp): Promise<string | undefined> {
+    const response = await send(Op.get, key)
+    const value = response.header.status === Status.ok ? response.val.toString('latin1') : undefined
+    return value !== undefined && pattern.test(value) ? value : undefined
+  }
+
+  /**
+   * add, then get on the same connection (so in this order at the server): the value in place
+   * right after, ours or one created meanwhile; undefined when it was deleted in between.
+   */
+  async function createOrRead (key: string, value: string, extras: Buffer, pattern: RegExp): Promise<string | undefined> {
+    const [, current] = await Promise.all([send(Op.add, key, { extras, value: Buffer.from(value) }), readRaw(key, pattern)])
+    return current
+  }
+
+  async function readEntry (fullKey: string): Promise<{ entry: (Entry & { cas: Buffer }) | undefined, valid: boolean, token: MemcachedToken }> {
     const info = keys.describe(fullKey)
+    const guardKey = keys.guardKey(info)
     const guessed = info.versionKeys.map((k) => guesses.get(k))
     const speculative = guessed.every((v) => v !== undefined)
       ? fetchEntry(keys.entryKey(info, guessed))
       : undefined
     speculative?.catch(() => {}) // awaited below, or deliberately dropped
+    const guardRead = guardKey === undefined ? undefined : readRaw(guardKey, GUARD_PATTERN)
+    guardRead?.catch(() => {}) // awaited below unless a version read fails first
     const versions = await Promise.all(info.versionKeys.map(sharedVersion))
-    if (!versions.every((v) => v !== undefined)) return undefined
+    const guard = await guardRead
+    const token = tokenOf(info, versions, guard)
+    if (!versions.every((v) => v !== undefined)) return { entry: undefined, valid: false, token }
     const entry = speculative !== undefined && versions.every((v, i) => v === guessed[i])
       ? await speculative
       : await fetchEntry(keys.entryKey(info, versions))
-    return entry?.value
+    // A value written under a guard is served only under that very guard; one without (foreign,
+    // an older release) is handed up as it is.
+    const valid = entry !== undefined && (entry.guard === undefined || entry.guard === guard)
+    return { entry, valid, token }
+  }
+
+  async function read (fullKey: string): Promise<Read> {
+    const { entry, valid, token } = await readEntry(fullKey)
+    return { value: valid ? entry?.value : undefined, token }
+  }
+
+  async function prepare (fullKey: string, token: Token, ttlSeconds: number): Promise<Token | undefined> {
+    if (token.id !== undefined) return token
+    const info = keys.describe(fullKey)
+    const seen = token as MemcachedToken
+    const guardKey = keys.guardKey(info)
+    const [versions, guard] = await Promise.all([
+      Promise.all(info.versionKeys.map(async (versionKey, i) => seen.versions[i] ??
+        await createOrRead(versionKey, newVersion(), Buffer.alloc(8), VERSION_PATTERN) ??
+        // Not one of our versions (foreign bytes): replaced with CAS, as writes do.
+        await ensureVersion(versionKey))),
+      seen.guard ?? (guardKey === undefined ? undefined : createOrRead(guardKey, newGuard(), storeExtras(ttlSeconds + GUARD_SLACK_SECONDS), GUARD_PATTERN)),
+    ])
+    versions.forEach((v, i) => remember(info.versionKeys[i], v))
+    const prepared = tokenOf(info, versions, guard)
+    return prepared.id === undefined ? undefined : prepared
+  }
+
+  async function set (fullKey: string, value: Buffer, ttlSeconds: number, token?: Token | null): Promise<void> {
+    const info = keys.describe(fullKey)
+    const guardKey = keys.guardKey(info)
+    const guardExtras = storeExtras(ttlSeconds + GUARD_SLACK_SECONDS)
+    if (token === undefined) {
+      // A new current value: its new guard is sent before anything else, so that a delete()
+      // called after this set() reaches the server after it, whatever the entry's own writes wait for.
+      const guard = guardKey === undefined ? undefined : newGuard()
+      const guardWrite = guardKey === undefined ? undefined : send(Op.set, guardKey, { extras: guardExtras, value: Buffer.from(guard as string) })
+      guardWrite?.catch(() => {}) // awaited below
+      const key = await locate(fullKey, versionAtCall)
+      await Promise.all([guardWrite, key === undefined ? undefined : send(Op.set, key, { extras: storeExtras(ttlSeconds), value: encodeEntry(value, ttlSeconds, guard) })])
+      return
+    }
+    const seen = token as MemcachedToken | null
+    if (seen === null || seen.id === undefined) return
+    // Under the versions the lookup read: a namespace cleared since hides this entry at once.
+    const write = send(Op.set, keys.entryKey(info, seen.versions as string[]), { extras: storeExtras(ttlSeconds), value: encodeEntry(value, ttlSeconds, seen.guard) })
+    // touch never creates: a guard an invalidation deleted meanwhile stays deleted.
+    await Promise.all([write, guardKey === undefined ? undefined : send(Op.touch, guardKey, { extras: exptime(ttlSeconds + GUARD_SLACK_SECONDS) })])
   }
 
   async function add (fullKey: string, value: Buffer, ttlSeconds: number): Promise<boolean> {
@@ -152,6 +267,18 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
   }
 
   async function deleteKeys (fullKeys: readonly string[]): Promise<number> {
+    // Guards first and at once, before anything this call waits for: a set() called earlier sent
+    // its guard when it was called, so it reaches the server first and is deleted here; one
+    // called later sends a new guard after this delete. The get beside each delete (same
+    // connection, just before it) tells which guard the entries were valid under.
+    const unique = [...new Set(fullKeys)]
+    const guards = unique.map((fullKey) => {
+      const guardKey = keys.guardKey(keys.describe(fullKey))
+      if (guardKey === undefined) return undefined
+      const [guard] = [readRaw(guardKey, GUARD_PATTERN), send(Op.delete, guardKey)]
+      return guard
+    })
+    await Promise.all(guards.map((guard) => guard?.catch(() => {})))
     // Versions are read once per call, however many keys share them.
     const seen = new Map<string, Promise<string | undefined>>()
     const version: VersionSource = (k) => {
@@ -162,19 +289,26 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
       }
       return pending
     }
-    const deleted = await Promise.all([...new Set(fullKeys)].map(async (fullKey) => {
+    const deleted = await Promise.all(unique.map(async (fullKey, i) => {
+      const guard = await guards[i]
       const key = await locate(fullKey, version)
       if (key === undefined) return 0
-      // Pipelined on one connection, so the get sees the item the delete removes: an item past
-      // its header's expiry (still held by memcached for up to a second) is not counted.
-      const [current, removed] = await Promise.all([send(Op.get, key), send(Op.delete, key)])
-      const wasLive = current.header.status === Status.ok && isLive(decodeEntry(current.val))
-      return removed.header.status === Status.ok && wasLive ? 1 : 0
+      const current = await fetchEntry(key)
+      if (current === undefined) return 0
+      // An entry tagged with another guard was written by a set() since (or is dead already):
+      // it stays. What goes is only what was read here (CAS), so a newer write always survives.
+      if (current.guard !== undefined && current.guard !== guard) return 0
+      const removed = await send(Op.delete, key, { cas: current.cas })
+      return removed.header.status === Status.ok ? 1 : 0
     }))
     return deleted.reduce((a: number, b) => a + b, 0)
   }
 
   async function expire (fullKey: string, seconds: number): Promise<boolean> {
+    const { valid, token } = await readEntry(fullKey)
+    if (!valid) return false
+    const guardKey = keys.guardKey(keys.describe(fullKey))
+    if (guardKey !== undefined && token.guard !== undefined) await send(Op.touch, guardKey, { extras: exptime(seconds + GUARD_SLACK_SECONDS) })
     const key = await locate(fullKey)
     if (key === undefined) return false
     // Moving the expiry means rewriting the header in the value, so get + replace with CAS: a
@@ -188,7 +322,7 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
         const touched = await send(Op.touch, key, { extras: exptime(seconds) })
         return touched.header.status === Status.ok
       }
-      const replaced = await send(Op.replace, key, { extras: storeExtras(seconds), value: encodeEntry(entry.value, seconds), cas: entry.cas })
+      const replaced = await send(Op.replace, key, { extras: storeExtras(seconds), value: encodeEntry(entry.value, seconds, entry.guard), cas: entry.cas })
       if (replaced.header.status === Status.ok) return true
       if (replaced.header.status === Status.notFound) return false
     }
@@ -207,6 +341,9 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
 
   return {
     kind: 'memcached',
+    local: false,
+    patterns: false,
+    batched: true,
 
     async connect () {
       // Start-up (and recovery probes) may wait longer than a request: a busy machine must not
@@ -218,26 +355,25 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
       if (failures.length > 0) ctx.log.warn({ failures }, 'memcached: some servers do not answer')
     },
 
-    get,
-
-    async set (fullKey, value, ttlSeconds) {
-      const key = await writableKey(fullKey)
-      await send(Op.set, key, { extras: storeExtras(ttlSeconds), value: encodeEntry(value, ttlSeconds) })
+    async get (fullKey) {
+      return (await read(fullKey)).value
     },
+
+    read,
+    prepare,
+    set,
 
     add,
 
     delete: deleteKeys,
 
     async exists (fullKey) {
-      const key = await locate(fullKey)
-      return key !== undefined && (await fetchEntry(key)) !== undefined
+      return (await readEntry(fullKey)).valid
     },
 
     async ttl (fullKey) {
-      const key = await locate(fullKey)
-      const entry = key === undefined ? undefined : await fetchEntry(key)
-      return entry === undefined ? -2 : secondsLeft(entry)
+      const { entry, valid } = await readEntry(fullKey)
+      return entry === undefined || !valid ? -2 : secondsLeft(entry)
     },
 
     expire,

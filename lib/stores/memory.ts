@@ -1,6 +1,6 @@
 import { CacheConfigurationError } from '../errors.js'
 import { compileGlob } from '../glob.js'
-import type { Store } from './store.js'
+import type { Read, Store, Token } from './store.js'
 
 /**
  * Bytes charged per entry on top of its key (2 bytes per UTF-16 unit) and value: an estimate of
@@ -43,6 +43,9 @@ const SWEEP_TICKS_PER_PASS = 10
  */
 export class MemoryStore implements Store {
   readonly kind = 'memory' as const
+  readonly local = true
+  readonly patterns = true
+  readonly batched = false
   private readonly entries = new Map<string, Entry>()
   private readonly maxEntries: number
   private readonly maxBytes: number
@@ -71,6 +74,15 @@ export class MemoryStore implements Store {
 
   async get (key: string): Promise<Buffer | undefined> {
     return this.getSync(key)
+  }
+
+  /** One process: invalidations are seen by Engine#changedSince, no guard is needed. */
+  async read (key: string): Promise<Read> {
+    return { value: this.getSync(key), token: null }
+  }
+
+  async prepare (_key: string, token: Token): Promise<Token> {
+    return token
   }
 
   /** `get` without a promise: a memory hit is served without leaving the current tick. */

@@ -1,10 +1,11 @@
 import type { FastifyInstance } from 'fastify'
 import { Redis, type Cluster } from 'ioredis'
 import { BackendUnavailableError } from '../errors.js'
-import { escapeGlob } from '../glob.js'
-import { batchWrites } from './batch-writes.js'
+import { compileGlob, escapeGlob, literalPrefix } from '../glob.js'
+import { batchWrites, sentNow } from './batch-writes.js'
+import { GUARD_SLACK_SECONDS, newGuard, tagged, validValue } from './guards.js'
 import type { RedisOptions } from '../schemas.js'
-import type { Store, StoreContext } from './store.js'
+import type { Read, Store, StoreContext, Token } from './store.js'
 
 type Client = Redis | Cluster
 
@@ -12,6 +13,19 @@ type Client = Redis | Cluster
 const BATCH = 500
 /** ioredis' own default, applied to the whole of connect() (see there). */
 const DEFAULT_CONNECT_TIMEOUT = 10_000
+/**
+ * A key's guard lives beside it, under the key plus this suffix. No key of the plugin contains
+ * a NUL (placeholder values encode it, provider keys refuse it), so a guard is never an entry.
+ * As a suffix, every prefix clear that covers a key covers its guard, and a pattern that
+ * matches a key matches its guard once the suffix is appended (see deletePattern).
+ */
+const GUARD = '\u0000g'
+const guardOf = (key: string): string => key + GUARD
+const GUARD_BYTES = Buffer.from(GUARD)
+const isGuard = (key: Buffer): boolean => key.length > 2 && key[key.length - 2] === 0 && key[key.length - 1] === GUARD_BYTES[1]
+
+/** A token of this store: the key's guard as read, undefined when it had none. */
+interface RedisToken extends Token { readonly id: string | undefined }
 
 /**
  * A Store on ioredis. Fail-open (timeouts, circuit breaker, fallback) is not done here but by
@@ -38,29 +52,88 @@ export function createRedisStore (options: RedisOptions | undefined, ctx: StoreC
     return deleted
   }
 
-  async function scanAndUnlink (node: Redis, pattern: string): Promise<number> {
+  /** Deletes keys matched by `keep` among those SCAN returns for `match`. */
+  async function scanAndUnlink (node: Redis, match: string, keep?: (key: Buffer) => boolean): Promise<number> {
     let deleted = 0
     let cursor = '0'
     // SCAN (not KEYS) so the server never blocks on the whole keyspace; it returns every key
     // that exists for the whole iteration, so deleting as we go misses nothing. Keys come
     // back as Buffers so that a key that is not valid UTF-8 is deleted byte for byte.
+    // Guards are deleted too but not counted: callers count the keys they know of.
     do {
-      const [next, keys] = await node.scanBuffer(cursor, 'MATCH', pattern, 'COUNT', BATCH)
+      const [next, found] = await node.scanBuffer(cursor, 'MATCH', match, 'COUNT', BATCH)
       cursor = next.toString()
-      deleted += await unlinkOn(node, keys)
+      const keys = keep === undefined ? found : found.filter(keep)
+      const guards = keys.filter(isGuard)
+      await unlinkOn(node, guards)
+      deleted += await unlinkOn(node, guards.length === 0 ? keys : keys.filter((k) => !isGuard(k)))
     } while (cursor !== '0')
     return deleted
   }
 
   async function deletePattern (pattern: string): Promise<number> {
+    // The guards of the matched keys must go too, including guards of keys that have no entry
+    // yet (a fill in flight). A pattern that ends in '*' matches them as it is. Any other one
+    // (appending '*' could change its meaning: a trailing '\\', an unclosed '[') is matched
+    // here, over a SCAN of the keys that start with its literal prefix.
+    const whole = endsInStar(pattern)
+    const matches = whole ? undefined : compileGlob(pattern)
+    const match = whole ? pattern : escapeGlob(literalPrefix(pattern)) + '*'
+    const keep = matches === undefined
+      ? undefined
+      : (raw: Buffer): boolean => {
+          const key = raw.toString()
+          return matches(key) || (key.endsWith(GUARD) && matches(key.slice(0, -GUARD.length)))
+        }
     // A Cluster's SCAN only sees the node it is sent to: scan every master.
     const nodes = isCluster ? (client as Cluster).nodes('master') : [client as Redis]
-    const counts = await Promise.all(nodes.map((node) => scanAndUnlink(node, pattern)))
+    const counts = await Promise.all(nodes.map((node) => scanAndUnlink(node, match, keep)))
     return counts.reduce((a, b) => a + b, 0)
+  }
+
+  /** Reads an entry and its guard in one round trip (one MGET; two GETs on a Cluster). */
+  async function readPair (key: string): Promise<[Buffer | null, Buffer | null]> {
+    if (isCluster) {
+      sentNow()
+      return await Promise.all([client.getBuffer(key), client.getBuffer(guardOf(key))])
+    }
+    const redis = client as Redis
+    if (redis.status === 'ready') batchWrites(redis.stream)
+    else sentNow()
+    return await redis.mgetBuffer(key, guardOf(key)) as [Buffer | null, Buffer | null]
+  }
+
+  async function read (key: string): Promise<Read> {
+    const [stored, guard] = await readPair(key)
+    const id = guard === null ? undefined : guard.toString('latin1')
+    const token: RedisToken = { id }
+    return { value: stored === null ? undefined : validValue(stored, id), token }
+  }
+
+  /** Runs commands on one key's slot (or the one connection) in order, in one round trip. */
+  async function inOrder (commands: Array<[string, ...Array<string | number | Buffer>]>): Promise<unknown[]> {
+    const results = await client.pipeline(commands).exec() ?? []
+    return results.map(([err, value]) => {
+      if (err !== null) throw err
+      return value
+    })
+  }
+
+  /** Writes several keys that may live on different Cluster nodes: in parallel there. */
+  async function writeAll (commands: Array<[string, ...Array<string | number | Buffer>]>): Promise<void> {
+    if (!isCluster) {
+      batchWrites((client as Redis).stream)
+      await inOrder(commands)
+      return
+    }
+    await Promise.all(commands.map(async (command) => await inOrder([command])))
   }
 
   return {
     kind: 'redis',
+    local: false,
+    patterns: true,
+    batched: !isCluster,
 
     async connect () {
       // ioredis rejects connect() with a bare "Connection is closed."; the 'error' event has
@@ -84,20 +157,34 @@ export function createRedisStore (options: RedisOptions | undefined, ctx: StoreC
     },
 
     async get (key) {
-      if (!isCluster) batchWrites((client as Redis).stream)
-      try {
-        return (await client.getBuffer(key)) ?? undefined
-      } catch (err) {
-        // A foreign non-string value under our key: hand back bytes that cannot be decoded,
-        // so the layer above treats it as a corrupt entry (miss, delete, warning).
-        if (err instanceof Error && err.message.startsWith('WRONGTYPE')) return Buffer.alloc(0)
-        throw err
-      }
+      return (await read(key)).value
     },
 
-    async set (key, value, ttlSeconds) {
-      if (!isCluster) batchWrites((client as Redis).stream)
-      await client.set(key, value, 'EX', ttlSeconds)
+    read,
+
+    async prepare (key, token, ttlSeconds) {
+      if (token.id !== undefined) return token
+      // SET NX then GET on the same connection: the GET answers the guard in place right after,
+      // ours or one created meanwhile; none when an invalidation came in between.
+      const guardKey = guardOf(key)
+      const [, current] = await inOrder([
+        ['set', guardKey, newGuard(), 'EX', ttlSeconds + GUARD_SLACK_SECONDS, 'NX'],
+        ['get', guardKey],
+      ]) as [unknown, string | null]
+      return current === null ? undefined : { id: current } satisfies RedisToken
+    },
+
+    async set (key, value, ttlSeconds, token) {
+      const guardTtl = ttlSeconds + GUARD_SLACK_SECONDS
+      if (token === undefined) {
+        // A new current value: a new guard first, so that no fill in flight validates any more.
+        const guard = newGuard()
+        await writeAll([['set', guardOf(key), guard, 'EX', guardTtl], ['set', key, tagged(guard, value), 'EX', ttlSeconds]])
+        return
+      }
+      if (token === null || token.id === undefined) return
+      // EXPIRE never creates: a guard an invalidation deleted meanwhile stays deleted.
+      await writeAll([['set', key, tagged(token.id, value), 'EX', ttlSeconds], ['expire', guardOf(key), guardTtl]])
     },
 
     async add (key, value, ttlSeconds) {
@@ -107,24 +194,36 @@ export function createRedisStore (options: RedisOptions | undefined, ctx: StoreC
     async delete (keys) {
       if (!isCluster) {
         let deleted = 0
-        for (let i = 0; i < keys.length; i += BATCH) deleted += await unlinkOn(client as Redis, keys.slice(i, i + BATCH))
+        for (let i = 0; i < keys.length; i += BATCH) {
+          const batch = keys.slice(i, i + BATCH)
+          const [, entries] = await inOrder([['unlink', ...batch.map(guardOf)], ['unlink', ...batch]]) as [number, number]
+          deleted += entries
+        }
         return deleted
       }
       // Per key, so that ioredis routes each to the master owning its slot.
-      const counts = await Promise.all(keys.map((key) => client.unlink(key)))
+      const counts = await Promise.all(keys.map(async (key) => {
+        const [, entry] = await Promise.all([client.unlink(guardOf(key)), client.unlink(key)])
+        return entry
+      }))
       return counts.reduce((a, b) => a + b, 0)
     },
 
     async exists (key) {
-      return (await client.exists(key)) === 1
+      return (await read(key)).value !== undefined
     },
 
     async ttl (key) {
+      if ((await read(key)).value === undefined) return -2
       return await client.ttl(key)
     },
 
     async expire (key, seconds) {
-      return (await client.expire(key, seconds)) === 1
+      const { value, token } = await read(key)
+      if (value === undefined) return false
+      const moved = await client.expire(key, seconds)
+      if (token?.id !== undefined) await client.expire(guardOf(key), seconds + GUARD_SLACK_SECONDS)
+      return moved === 1
     },
 
     deletePattern,
@@ -187,6 +286,14 @@ function describe (client: Client): string {
   if ((client as Cluster).isCluster === true) return 'the cluster'
   const { host, port, path } = (client as Redis).options
   return path ?? `${host ?? 'localhost'}:${port ?? 6379}`
+}
+
+/** Whether a glob ends in a '*' that is not escaped (preceded by an even run of backslashes). */
+function endsInStar (pattern: string): boolean {
+  if (!pattern.endsWith('*')) return false
+  let backslashes = 0
+  for (let i = pattern.length - 2; i >= 0 && pattern[i] === '\\'; i--) backslashes++
+  return backslashes % 2 === 0
 }
 
 function isClient (value: unknown): value is Client {

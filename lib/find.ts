@@ -1,0 +1,60 @@
+import type { FastifyRequest } from 'fastify'
+import type { ResponseEntry } from './codec.js'
+import { UNAVAILABLE, type Engine, type ManagedStore } from './engine.js'
+import { tokenKey, type Miss } from './request-state.js'
+import type { RouteCounter } from './stats.js'
+import { sameVariant, variantDigest } from './variants.js'
+
+export interface LookupRoute {
+  engine: Engine
+  store: ManagedStore
+  key: (request: FastifyRequest) => string
+  counter: RouteCounter
+  /** Lower-case request header names from the route's `vary`. */
+  vary: string[]
+  /** Seconds a stored response lives (what a created guard must outlive). */
+  expiration: number
+  flights: import('./coalesce.js').Flights
+}
+
+/** The stored response for this request, or the miss to fill. */
+export async function find (route: LookupRoute, request: FastifyRequest, k: string): Promise<{ entry?: ResponseEntry, miss: Miss } | typeof UNAVAILABLE> {
+  const { engine, store, vary } = route
+  const seq = engine.invalidations
+  let found = await engine.read(store, k)
+  if (found === UNAVAILABLE) return UNAVAILABLE
+  const miss: Miss = { key: k, seq, token: found.token }
+  if (vary.length > 0) {
+    miss.root = k
+    miss.variant = variantDigest(request, vary)
+    if (found.entry?.kind !== 'variants') {
+      miss.key = `${k}|?|${miss.variant}`
+      return { miss }
+    }
+    miss.variantSet = found.entry.token
+    miss.key = `${k}|${miss.variantSet}|${miss.variant}`
+    found = await engine.read(store, miss.key)
+    if (found === UNAVAILABLE) return UNAVAILABLE
+    miss.token = found.token
+  }
+  const entry = found.entry
+  if (entry?.kind === 'response' && sameVariant(entry, request)) return { entry, miss }
+  return { miss }
+}
+
+/**
+ * Makes the miss's token writable before its handler runs (see Store#prepare): false when the
+ * store failed (logged; the request bypasses the cache). An overtaken token becomes undefined:
+ * the handler runs and its response is not stored.
+ */
+export async function prepareMiss (route: LookupRoute, miss: Miss): Promise<boolean> {
+  const token = await route.engine.prepare(route.store, tokenKey(miss), miss.token ?? null, route.expiration)
+  if (token === UNAVAILABLE) return false
+  miss.token = token
+  return true
+}
+
+/** Whether the miss's token still has to be prepared (a round trip) before the handler runs. */
+export function needsPrepare (engine: Engine, miss: Miss): boolean {
+  return engine.guarded && miss.token !== null && miss.token !== undefined && miss.token.id === undefined
+}

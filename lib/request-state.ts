@@ -1,0 +1,53 @@
+import type { Token } from './stores/store.js'
+
+/** Request-scoped state, on a symbol so the request object's shape stays stable. */
+export const kState = Symbol('fastify-server-cache.state')
+export const HIT = 1
+export const BYPASS = 2
+
+/** A GET that missed: where its response goes, and what it must check before storing it. */
+export interface Miss {
+  /**
+   * Full key the response is stored under. For `vary` routes: the variant key, or
+   * `root|?|variant` while the key has no variant set yet (the fill creates one).
+   */
+  key: string
+  /** engine.invalidations when the lookup ran. */
+  seq: number
+  /**
+   * What the fill writes with: the prepared token of `key`, or of `root` while the variant set
+   * is unknown (the set's marker is then what must not outlive an invalidation). null: a local
+   * store; undefined: an invalidation overtook the lookup, the response is not stored.
+   */
+  token: Token | null | undefined
+  /** `vary` routes: the key's variant-set root, the set once known, the variant digest. */
+  root?: string
+  variantSet?: string
+  variant?: string
+  /** Set when this request leads a coalesced fill that others wait on. */
+  flight?: Flight
+  /** The cross-instance lease this request holds, released once its response is settled. */
+  lease?: string
+}
+export type RequestState = Miss | typeof HIT | typeof BYPASS | null
+
+/** One in-process fill of a key: concurrent misses wait for its response instead of running. */
+export interface Flight {
+  seq: number
+  /** The leader's prepared token: only lookups that saw the same one may wait for its response. */
+  token: Token | null
+  /** Resolves the stored entry, or null when the leader's response was not cacheable. */
+  done: Promise<import('./codec.js').ResponseEntry | null>
+  settle: (entry: import('./codec.js').ResponseEntry | null) => void
+}
+
+/** The key whose token a miss holds (see Miss.token). */
+export function tokenKey (miss: Miss): string {
+  return miss.root !== undefined && miss.variantSet === undefined ? miss.root : miss.key
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    [kState]: RequestState
+  }
+}
