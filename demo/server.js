@@ -8,9 +8,8 @@
 // Any CACHE_* variable that cacheOptionsFromEnv() reads works here; PORT and HOST pick where it
 // listens, CACHE_ADMIN_TOKEN the token the /cache management routes require.
 //
-// Memcached cannot match key patterns: there, each widget mutation logs a
-// PatternMatchingNotSupportedError and the owner's list pages stay cached until they expire
-// (60 s); the plain key deletes (the widget, the user summary) still happen.
+// The owner's list pages carry the tag `owner:{userId}`, which every widget mutation
+// invalidates: that works the same on all three stores (Memcached cannot match key patterns).
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { realpathSync } from 'node:fs'
@@ -77,7 +76,7 @@ export async function buildDemo ({ adminToken, cache = cacheOptionsFromEnv(), de
       querystring: { type: 'object', properties: { page: { type: 'string', pattern: '^[1-9][0-9]{0,5}$' } } },
     },
     onRequest: defaultPage,
-    config: { cache: { keyPrefix: 'user_{userId}_widgets:page_{page}', resourceIdName: null, expiration: 60 } },
+    config: { cache: { keyPrefix: 'user_{userId}_widgets:page_{page}', resourceIdName: null, expiration: 60, tags: ['owner:{userId}'] } },
   }, async (request, reply) => {
     const list = await db.listWidgets(Number(request.params.userId), Number(request.query.page))
     return list ?? notFound(reply, `user ${request.params.userId}`)
@@ -93,9 +92,9 @@ export async function buildDemo ({ adminToken, cache = cacheOptionsFromEnv(), de
   })
 
   // Mutations: on a 2xx answer the plugin deletes the route's own key (`keyPrefix:id`), every
-  // `toInvalidateExtra` key and every key matching a `patternToInvalidateExtra` pattern, and it
-  // has finished before the client gets the response. `{ownerId}` is filled from the request:
-  // params, then query, then body fields.
+  // `toInvalidateExtra` key, and every entry carrying an `invalidateTags` tag (here all pages
+  // of the owner's list, whatever their number), and it has finished before the client gets
+  // the response. `{ownerId}` is filled from the request: params, then query, then body fields.
 
   // The new widget has no id in the URL, so the own key is just `widget` (nothing is stored
   // there); what matters is the owner's count and lists. `ownerId` comes from the body.
@@ -108,7 +107,7 @@ export async function buildDemo ({ adminToken, cache = cacheOptionsFromEnv(), de
         keyPrefix: 'widget',
         resourceIdName: null,
         toInvalidateExtra: { user: '{ownerId}' },
-        patternToInvalidateExtra: ['user_{ownerId}_widgets:*'],
+        invalidateTags: ['owner:{ownerId}'],
       },
     },
   }, async (request, reply) => {
@@ -128,7 +127,7 @@ export async function buildDemo ({ adminToken, cache = cacheOptionsFromEnv(), de
     config: {
       cache: {
         keyPrefix: 'widget',
-        patternToInvalidateExtra: ['user_{ownerId}_widgets:*'],
+        invalidateTags: ['owner:{ownerId}'],
       },
     },
   }, async (request, reply) => {
@@ -143,7 +142,7 @@ export async function buildDemo ({ adminToken, cache = cacheOptionsFromEnv(), de
       cache: {
         keyPrefix: 'widget',
         toInvalidateExtra: { user: '{ownerId}' },
-        patternToInvalidateExtra: ['user_{ownerId}_widgets:*'],
+        invalidateTags: ['owner:{ownerId}'],
       },
     },
   }, async (request, reply) => {

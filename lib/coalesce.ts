@@ -44,7 +44,7 @@ export class Flights {
  * leader's start and this lookup, and the leader's response is not older than this request.
  */
 function joinable (engine: Engine, flight: Flight, miss: Miss): boolean {
-  if (engine.changedSince(miss.root ?? miss.key, flight.seq)) return false
+  if (engine.changedSince(miss.root ?? miss.key, flight.seq, miss.tags)) return false
   if (!engine.guarded || flight.token === null) return true
   return miss.token !== null && miss.token !== undefined && flight.token.id !== undefined && flight.token.id === miss.token.id
 }
@@ -89,14 +89,14 @@ async function leased (route: LookupRoute, request: FastifyRequest, miss: Miss):
   const deadline = Date.now() + lease.wait
   while (Date.now() < deadline) {
     await sleep(lease.poll)
-    const found = await find(route, request, k)
+    const found = await find(route, request, k, miss.tags)
     if (found === UNAVAILABLE) return null
     if (found.entry !== undefined) return found.entry
     if (await take()) {
       // The holder may have stored its response and released the lease between our read and
       // our add (another connection, so no ordering between them): look once more before
       // running the handler a second time.
-      const again = await find(route, request, k)
+      const again = await find(route, request, k, miss.tags)
       if (again === UNAVAILABLE) return null
       if (again.entry === undefined) {
         // The handler runs now: it fills with what this read saw, not what the first one did.

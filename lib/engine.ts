@@ -14,6 +14,8 @@ export type ManagedStore = Store & { readonly fallbackActive?: boolean }
 /** How many invalidations changedSince() can look back over; older misses are not stored. */
 const RECENT_INVALIDATIONS = 1024
 
+const NO_TAGS: readonly string[] = []
+
 /** Returned by reads when the store failed: the caller bypasses the cache. */
 export const UNAVAILABLE = Symbol('unavailable')
 
@@ -58,7 +60,7 @@ export class Engine {
   readonly #reads = new WeakMap<ManagedStore, InFlight<{ value: Buffer | undefined, token: Token | null }, ReadStart>>()
   readonly #prepares = new WeakMap<ManagedStore, InFlight<Token | undefined, ReadStart>>()
   /** The latest invalidations, oldest first: what each one covered. */
-  readonly #recent: Array<{ seq: number, covers: (key: string) => boolean }> = []
+  readonly #recent: Array<{ seq: number, covers: (key: string) => boolean, tags?: ReadonlySet<string> }> = []
   #lastWarn = 0
   #suppressed = 0
 
@@ -102,19 +104,21 @@ export class Engine {
   }
 
   /** Record an invalidation (before it is sent to the store). */
-  invalidated (covers: (key: string) => boolean): void {
+  invalidated (covers: (key: string) => boolean, tags?: readonly string[]): void {
     this.invalidations++
     if (this.#recent.length === RECENT_INVALIDATIONS) this.#recent.shift()
-    this.#recent.push({ seq: this.invalidations, covers })
+    this.#recent.push({ seq: this.invalidations, covers, tags: tags === undefined ? undefined : new Set(tags) })
   }
 
   /** Whether an invalidation since `seq` covered `key` (true when the record no longer reaches back). */
-  changedSince (key: string, seq: number): boolean {
+  changedSince (key: string, seq: number, tags?: readonly string[]): boolean {
     if (this.invalidations === seq) return false
     const recent = this.#recent
     if (recent.length === 0 || recent[0].seq > seq + 1) return true
     for (let i = recent.length - 1; i >= 0 && recent[i].seq > seq; i--) {
-      if (recent[i].covers(key)) return true
+      const { covers, tags: invalidatedTags } = recent[i]
+      if (covers(key)) return true
+      if (invalidatedTags !== undefined && tags !== undefined && tags.some((t) => invalidatedTags.has(t))) return true
     }
     return false
   }
@@ -133,8 +137,8 @@ export class Engine {
   }
 
   /** The decoded entry and the token to fill it with; UNAVAILABLE when the store failed (logged). */
-  async read (store: ManagedStore, key: string): Promise<Found | typeof UNAVAILABLE> {
-    const read = await this.attempt('get', key, UNAVAILABLE, () => this.#shared(this.#reads, store, key, () => store.read(key)))
+  async read (store: ManagedStore, key: string, tags: readonly string[] = NO_TAGS): Promise<Found | typeof UNAVAILABLE> {
+    const read = await this.attempt('get', key, UNAVAILABLE, () => this.#shared(this.#reads, store, key, tags, () => store.read(key, tags)))
     if (read === UNAVAILABLE) return UNAVAILABLE
     return { entry: read.value === undefined ? undefined : this.#decode(store, key, read.value), token: read.token }
   }
@@ -150,9 +154,9 @@ export class Engine {
    * token (null for local stores), undefined when an invalidation overtook it (run, don't
    * store), UNAVAILABLE when the store failed (logged).
    */
-  async prepare (store: ManagedStore, key: string, token: Token | null, ttl: number): Promise<Token | null | undefined | typeof UNAVAILABLE> {
+  async prepare (store: ManagedStore, key: string, token: Token | null, ttl: number, tags: readonly string[] = NO_TAGS): Promise<Token | null | undefined | typeof UNAVAILABLE> {
     if (token === null || token.id !== undefined || !this.guarded) return token
-    return await this.attempt('prepare', key, UNAVAILABLE, () => this.#shared(this.#prepares, store, key, () => store.prepare(key, token, ttl)))
+    return await this.attempt('prepare', key, UNAVAILABLE, () => this.#shared(this.#prepares, store, key, tags, () => store.prepare(key, token, ttl)))
   }
 
   #decode (store: ManagedStore, key: string, buf: Buffer): Entry | undefined {
@@ -174,7 +178,7 @@ export class Engine {
    * client could have seen, on any instance. A read that started before an invalidation or a
    * write of the key in this process is never joined either.
    */
-  #shared<T> (inFlight: WeakMap<ManagedStore, InFlight<T, ReadStart>>, store: ManagedStore, key: string, start: () => Promise<T>): Promise<T> {
+  #shared<T> (inFlight: WeakMap<ManagedStore, InFlight<T, ReadStart>>, store: ManagedStore, key: string, tags: readonly string[], start: () => Promise<T>): Promise<T> {
     if (this.guarded && !store.batched) return start()
     let reads = inFlight.get(store)
     if (reads === undefined) {
@@ -182,19 +186,21 @@ export class Engine {
       inFlight.set(store, reads)
     }
     const guarded = this.guarded
-    return reads.get(key, { seq: this.invalidations, epoch: writeEpoch() },
-      (since) => (!guarded || since.epoch === writeEpoch()) && !this.changedSince(key, since.seq), start)
+    // Routes that share a key but not its tags read (and prepare) apart.
+    const id = tags.length === 0 ? key : key + '\0' + tags.join('\0')
+    return reads.get(id, { seq: this.invalidations, epoch: writeEpoch() },
+      (since) => (!guarded || since.epoch === writeEpoch()) && !this.changedSince(key, since.seq, tags), start)
   }
 
   /**
    * Stores an entry: with the token of its lookup (a fill: valid only while nothing invalidated
    * the key since), or without one (a new current value). False when the store failed (logged).
    */
-  async write (store: ManagedStore, key: string, value: Buffer, ttl: number, token?: Token | null): Promise<boolean> {
+  async write (store: ManagedStore, key: string, value: Buffer, ttl: number, token?: Token | null, tags: readonly string[] = NO_TAGS): Promise<boolean> {
     // A read in flight may predate this write: later readers must not join it.
     this.#reads.get(store)?.forget(key)
     const written = await this.attempt('set', key, false, async () => {
-      await store.set(key, value, ttl, this.guarded ? token : undefined)
+      await store.set(key, value, ttl, this.guarded ? token : undefined, tags)
       return true
     })
     if (written && this.stats.enabled) this.stats.sets++
@@ -223,6 +229,19 @@ export class Engine {
     const n = await this.attempt('deletePattern', pattern, 0, () => store.deletePattern(pattern))
     if (this.stats.enabled) this.stats.deletes += n
     return n
+  }
+
+  /** Every entry carrying one of the tags is gone; a store failure is logged (and replayed). */
+  async invalidateTags (store: ManagedStore, tags: readonly string[]): Promise<void> {
+    if (tags.length === 0) return
+    this.invalidated(() => false, tags)
+    await this.attempt('invalidateTags', tags.join(' '), undefined, () => store.invalidateTags(tags))
+  }
+
+  /** Everything under `prefix` (a full key prefix ending in ':') is gone. */
+  async clear (store: ManagedStore, prefix: string): Promise<void> {
+    this.invalidated((k) => k.startsWith(prefix))
+    await this.attempt('clear', prefix, undefined, () => store.clear(prefix))
   }
 
   /** Whether the default store is serving from its start-up fallback. */

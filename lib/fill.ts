@@ -62,7 +62,7 @@ function cacheableHeaders (headers: Record<string, unknown>): boolean {
 
 /** Whether an invalidation since the lookup covered this response's key (or its variant root). */
 function overtaken (engine: Engine, miss: Miss): boolean {
-  return engine.changedSince(miss.key, miss.seq) || (miss.root !== undefined && engine.changedSince(miss.root, miss.seq))
+  return engine.changedSince(miss.key, miss.seq, miss.tags) || (miss.root !== undefined && engine.changedSince(miss.root, miss.seq))
 }
 
 async function persist (engine: Engine, store: ManagedStore, miss: Miss, entry: ResponseEntry, ttl: number): Promise<void> {
@@ -70,7 +70,7 @@ async function persist (engine: Engine, store: ManagedStore, miss: Miss, entry: 
   if (miss.token === undefined || overtaken(engine, miss)) return
   let token: Token | null | undefined = miss.token
   if (miss.root !== undefined && miss.variantSet === undefined) {
-    const set = await variantSet(engine, store, miss.root, token, ttl)
+    const set = await variantSet(engine, store, miss.root, token, ttl, miss.tags)
     if (set === undefined) return
     miss.variantSet = set
     miss.key = `${miss.root}|${set}|${miss.variant}`
@@ -79,5 +79,5 @@ async function persist (engine: Engine, store: ManagedStore, miss: Miss, entry: 
     token = token === null ? null : undefined
   }
   const { kind: _kind, ...fields } = entry
-  await engine.write(store, miss.key, engine.codec.encodeResponse(fields, !store.local), ttl, token)
+  await engine.write(store, miss.key, engine.codec.encodeResponse(fields, !store.local), ttl, token, miss.tags)
 }

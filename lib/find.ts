@@ -9,6 +9,8 @@ export interface LookupRoute {
   engine: Engine
   store: ManagedStore
   key: (request: FastifyRequest) => string
+  /** The route's tags, filled in from a request; undefined when it has none. */
+  tags: ((request: FastifyRequest) => string[]) | undefined
   counter: RouteCounter
   /** Lower-case request header names from the route's `vary`. */
   vary: string[]
@@ -18,12 +20,13 @@ export interface LookupRoute {
 }
 
 /** The stored response for this request, or the miss to fill. */
-export async function find (route: LookupRoute, request: FastifyRequest, k: string): Promise<{ entry?: ResponseEntry, miss: Miss } | typeof UNAVAILABLE> {
+export async function find (route: LookupRoute, request: FastifyRequest, k: string, tags: readonly string[]): Promise<{ entry?: ResponseEntry, miss: Miss } | typeof UNAVAILABLE> {
   const { engine, store, vary } = route
   const seq = engine.invalidations
-  let found = await engine.read(store, k)
+  // With `vary`, the tags guard the variant set's marker too: a tag invalidated orphans the set.
+  let found = await engine.read(store, k, tags)
   if (found === UNAVAILABLE) return UNAVAILABLE
-  const miss: Miss = { key: k, seq, token: found.token }
+  const miss: Miss = { key: k, seq, tags, token: found.token }
   if (vary.length > 0) {
     miss.root = k
     miss.variant = variantDigest(request, vary)
@@ -33,7 +36,7 @@ export async function find (route: LookupRoute, request: FastifyRequest, k: stri
     }
     miss.variantSet = found.entry.token
     miss.key = `${k}|${miss.variantSet}|${miss.variant}`
-    found = await engine.read(store, miss.key)
+    found = await engine.read(store, miss.key, tags)
     if (found === UNAVAILABLE) return UNAVAILABLE
     miss.token = found.token
   }
@@ -48,7 +51,7 @@ export async function find (route: LookupRoute, request: FastifyRequest, k: stri
  * the handler runs and its response is not stored.
  */
 export async function prepareMiss (route: LookupRoute, miss: Miss): Promise<boolean> {
-  const token = await route.engine.prepare(route.store, tokenKey(miss), miss.token ?? null, route.expiration)
+  const token = await route.engine.prepare(route.store, tokenKey(miss), miss.token ?? null, route.expiration, miss.tags)
   if (token === UNAVAILABLE) return false
   miss.token = token
   return true

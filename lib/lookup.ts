@@ -11,6 +11,7 @@ import { sameVariant } from './variants.js'
 export type { LookupRoute } from './find.js'
 
 type DoneFn = (err?: Error | null, payload?: any) => void
+const NO_TAGS: readonly string[] = []
 
 /**
  * The lookup runs as a callback-style `preParsing` hook: after every `onRequest` hook (rate
@@ -18,7 +19,7 @@ type DoneFn = (err?: Error | null, payload?: any) => void
  * calling `done` stops the lifecycle there even when an async onSend hook is still running.
  */
 export function makeLookup (route: LookupRoute): preParsingHookHandler {
-  const { engine, key } = route
+  const { engine, key, tags } = route
   const header = engine.opts.cacheHeader
   const stats = engine.stats
   const prefix = engine.prefix
@@ -47,8 +48,10 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
 
   return function cacheLookup (request, reply, payload, done) {
     let k: string
+    let t: readonly string[]
     try {
       k = prefix + key(request)
+      t = tags === undefined ? NO_TAGS : tags(request)
     } catch (err) {
       if (!(err instanceof KeyError)) return done(err as Error)
       request.log.warn({ reason: err.message }, `Cache key could not be built: ${err.message}; request runs uncached`)
@@ -58,9 +61,9 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
       const seq = engine.invalidations
       const entry = engine.readNow(syncStore, k)
       if (entry?.kind === 'response' && sameVariant(entry, request)) return hit(request, reply, entry)
-      return missed(request, reply, { key: k, seq, token: null }, payload, done)
+      return missed(request, reply, { key: k, seq, tags: t, token: null }, payload, done)
     }
-    find(route, request, k).then((found) => {
+    find(route, request, k, t).then((found) => {
       if (found === UNAVAILABLE) return uncached(request, reply, payload, done)
       if (found.entry !== undefined) return hit(request, reply, found.entry)
       const miss = found.miss

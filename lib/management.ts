@@ -27,6 +27,11 @@ export function managementRoutes (app: FastifyInstance, cache: CacheProvider, ba
     return { cleared: true, namespace: request.params.namespace }
   })
 
+  app.delete<{ Params: { tag: string } }>(`${p}/tags/:tag`, { onRequest }, async (request) => {
+    await cache.invalidateTags(request.params.tag)
+    return { invalidated: true, tag: request.params.tag }
+  })
+
   app.post(`${p}/reset-stats`, { onRequest }, async () => {
     cache.resetStats()
     return { reset: true }

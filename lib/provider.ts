@@ -16,6 +16,8 @@ export interface CacheCallOptions {
 export interface SetOptions extends CacheCallOptions {
   /** Seconds; `defaultExpiration` when omitted; at most `maxExpiration`. */
   expiration?: number
+  /** Tags the value carries: `invalidateTags` of any of them removes it. */
+  tags?: readonly string[]
 }
 
 export interface GetOrSetOptions extends SetOptions {
@@ -45,11 +47,16 @@ export interface CacheProvider {
   expire (key: string, seconds: number, options?: CacheCallOptions): Promise<boolean>
   /** The cached value, or the producer's result stored; concurrent callers share one producer call. */
   getOrSet<T> (key: string, producer: () => T | Promise<T>, options?: GetOrSetOptions): Promise<T>
+  /** Every entry (route response or provider value) carrying one of the tags is gone, on every store. */
+  invalidateTags (tagOrTags: string | readonly string[], options?: Pick<CacheCallOptions, 'backendName'>): Promise<void>
   /** Whether the configured store's server answers (false while the start-up fallback serves). */
   ping (): Promise<boolean>
   stats (): CacheStats
   resetStats (): void
 }
+
+/** Tags one entry may carry (its stamp counts them in one byte). */
+const MAX_TAGS = 64
 
 export function createProvider (engine: Engine): CacheProvider {
   const { opts, codec, stats } = engine
@@ -82,9 +89,22 @@ export function createProvider (engine: Engine): CacheProvider {
     return value
   }
 
+  /** Tags as a caller gave them: non-empty strings without NUL, at most MAX_TAGS. */
+  function tagList (value: unknown, name: string): readonly string[] {
+    if (value === undefined) return []
+    const list = typeof value === 'string' && name === 'tagOrTags' ? [value] : value
+    if (!Array.isArray(list) || list.length > MAX_TAGS) throw new InvalidRequestError(`${name}: expected an array of at most ${MAX_TAGS} tags`)
+    list.forEach((tag, i) => {
+      if (typeof tag !== 'string' || tag.length === 0 || tag.includes('\0')) {
+        throw new InvalidRequestError(`${name}[${i}]: expected a non-empty string without NUL, got ${typeof tag === 'string' ? JSON.stringify(tag) : typeof tag}`)
+      }
+    })
+    return [...new Set(list as string[])]
+  }
+
   /** The value and the token a fill of the key writes with (undefined: the store failed). */
-  async function lookup (store: ManagedStore, key: string): Promise<{ value: unknown, token: Token | null | undefined }> {
-    const found = await engine.read(store, key)
+  async function lookup (store: ManagedStore, key: string, tags?: readonly string[]): Promise<{ value: unknown, token: Token | null | undefined }> {
+    const found = await engine.read(store, key, tags)
     if (found === UNAVAILABLE) return { value: undefined, token: undefined }
     return { value: found.entry?.kind === 'value' ? found.entry.value : undefined, token: found.token }
   }
@@ -94,14 +114,14 @@ export function createProvider (engine: Engine): CacheProvider {
     return value
   }
 
-  async function write (store: ManagedStore, key: string, value: unknown, ttl: number, token?: Token | null): Promise<void> {
+  async function write (store: ManagedStore, key: string, value: unknown, ttl: number, token: Token | null | undefined, tags: readonly string[]): Promise<void> {
     let buf: Buffer
     try {
       buf = codec.encodeValue(value, !store.local)
     } catch (err) {
       throw new InvalidRequestError((err as Error).message, { cause: err })
     }
-    await engine.write(store, key, buf, ttl, token)
+    await engine.write(store, key, buf, ttl, token, tags)
   }
 
   if (!opts.enabled) return disabledProvider(engine)
@@ -114,7 +134,7 @@ export function createProvider (engine: Engine): CacheProvider {
     async set (key, value, options) {
       const t = target(key, options)
       // No token: a new current value, which fills in flight on any instance will not replace.
-      await write(t.store, t.key, value, seconds(options?.expiration, 'expiration'))
+      await write(t.store, t.key, value, seconds(options?.expiration, 'expiration'), undefined, tagList(options?.tags, 'tags'))
     },
     async exists (key, options) {
       const t = target(key, options)
@@ -133,10 +153,11 @@ export function createProvider (engine: Engine): CacheProvider {
       return await engine.removePattern(store, full)
     },
     async clear (options) {
-      const store = engine.store(options?.backendName)
-      const prefix = scope(options)
-      engine.invalidated((k) => k.startsWith(prefix))
-      await engine.attempt('clear', prefix, undefined, () => store.clear(prefix))
+      await engine.clear(engine.store(options?.backendName), scope(options))
+    },
+    async invalidateTags (tagOrTags, options) {
+      const tags = tagList(tagOrTags, 'tagOrTags')
+      await engine.invalidateTags(engine.store(options?.backendName), tags)
     },
     async ttl (key, options) {
       const t = target(key, options)
@@ -152,24 +173,25 @@ export function createProvider (engine: Engine): CacheProvider {
       const t = target(key, options)
       const ttl = seconds(options?.expiration, 'expiration')
       const force = options?.forceRefresh === true
-      const id = `${force ? 'f' : 'g'}${options?.backendName ?? ''}\0${t.key}`
-      const found = await lookup(t.store, t.key)
+      const tags = tagList(options?.tags, 'tags')
+      const id = `${force ? 'f' : 'g'}${options?.backendName ?? ''}\0${t.key}\0${tags.join('\0')}`
+      const found = await lookup(t.store, t.key, tags)
       if (!force && counted(found.value) !== undefined) return found.value as T
       // A failed read stores nothing: the producer's value may predate a write it cannot see.
       let token = found.token
       if (token !== undefined && token !== null && token.id === undefined && engine.guarded) {
-        const prepared = await engine.prepare(t.store, t.key, token, ttl)
+        const prepared = await engine.prepare(t.store, t.key, token, ttl, tags)
         token = prepared === UNAVAILABLE ? undefined : prepared
       }
       const seq = engine.invalidations
       const work = async (): Promise<T> => {
         const value = await producer()
         // Not stored when an invalidation of this key ran meanwhile: the value may predate it.
-        if (value !== undefined && token !== undefined && !engine.changedSince(t.key, seq)) await write(t.store, t.key, value, ttl, token)
+        if (value !== undefined && token !== undefined && !engine.changedSince(t.key, seq, tags)) await write(t.store, t.key, value, ttl, token, tags)
         return value
       }
       const joinable = (since: { seq: number, token: Token | null | undefined }): boolean =>
-        !engine.changedSince(t.key, since.seq) &&
+        !engine.changedSince(t.key, since.seq, tags) &&
         (!engine.guarded || since.token === null || (since.token?.id !== undefined && since.token.id === token?.id))
       return await (producing.get(id, { seq, token }, joinable, work) as Promise<T>)
     },
@@ -196,6 +218,7 @@ function disabledProvider (engine: Engine): CacheProvider {
     delete: async () => 0,
     deletePattern: async () => 0,
     clear: async () => {},
+    invalidateTags: async () => {},
     ttl: async () => -2,
     expire: async () => false,
     getOrSet: async (_key, producer) => await producer(),

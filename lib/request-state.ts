@@ -14,6 +14,8 @@ export interface Miss {
   key: string
   /** engine.invalidations when the lookup ran. */
   seq: number
+  /** The tags the response will carry (filled in from the request). */
+  tags: readonly string[]
   /**
    * What the fill writes with: the prepared token of `key`, or of `root` while the variant set
    * is unknown (the set's marker is then what must not outlive an invalidation). null: a local

@@ -2,7 +2,7 @@ import type { RouteOptions } from 'fastify'
 import type { Engine } from './engine.js'
 import { CacheConfigurationError, InvalidRequestError } from './errors.js'
 import { makeFill } from './fill.js'
-import { compileExtras, compilePatterns, isMutation, makeInvalidate } from './invalidate.js'
+import { compileExtras, compileNamespaces, compilePatterns, compileTags, isMutation, makeInvalidate } from './invalidate.js'
 import { compileKey, compileResourceId, type IdType } from './keys.js'
 import { Flights } from './coalesce.js'
 import { makeLookup } from './lookup.js'
@@ -26,8 +26,11 @@ export function cacheRoutes (engine: Engine, unmatchable: string[]): (route: Rou
     validate(RouteCacheConfigSchema, raw, where)
     const cfg = raw as RouteCacheConfig
     const reads = methods.includes('GET') || methods.includes('HEAD')
-    if (reads && (cfg.toInvalidateExtra !== undefined || cfg.patternToInvalidateExtra !== undefined)) {
-      throw new InvalidRequestError(`${where}: toInvalidateExtra and patternToInvalidateExtra are for mutations (POST, PUT, PATCH, DELETE), not GET routes`)
+    if (reads && (cfg.toInvalidateExtra !== undefined || cfg.patternToInvalidateExtra !== undefined || cfg.invalidateTags !== undefined || cfg.invalidateNamespaces !== undefined)) {
+      throw new InvalidRequestError(`${where}: toInvalidateExtra, patternToInvalidateExtra, invalidateTags and invalidateNamespaces are for mutations (POST, PUT, PATCH, DELETE), not GET routes`)
+    }
+    if (methods.some(isMutation) && cfg.tags !== undefined) {
+      throw new InvalidRequestError(`${where}: tags are for GET routes (what their responses carry); a mutation invalidates them with invalidateTags`)
     }
     const expiration = cfg.expiration ?? engine.opts.defaultExpiration
     if (expiration > engine.opts.maxExpiration) {
@@ -40,6 +43,9 @@ export function cacheRoutes (engine: Engine, unmatchable: string[]): (route: Rou
     const key = compileKey(cfg.keyPrefix, compileResourceId(cfg.resourceIdName, types, route.url), `${where}: keyPrefix`)
     const extras = compileExtras(cfg, where)
     const patterns = compilePatterns(cfg, where)
+    const tags = compileTags(cfg.tags, `${where}: tags`)
+    const invalidateTags = compileTags(cfg.invalidateTags, `${where}: invalidateTags`)
+    const namespaces = compileNamespaces(cfg.invalidateNamespaces, `${where}: invalidateNamespaces`)
     // Disabled: a route's mistakes still fail at boot, not on the day caching is switched on.
     if (!engine.opts.enabled) return
     const store = engine.store(cfg.backendName)
@@ -47,12 +53,12 @@ export function cacheRoutes (engine: Engine, unmatchable: string[]): (route: Rou
     if (reads) {
       const counter = engine.stats.route(typeof cfg.keyPrefix === 'string' ? cfg.keyPrefix : route.url)
       const vary = cfg.vary?.map((h) => h.toLowerCase()) ?? []
-      route.preParsing = appendHook(route.preParsing, makeLookup({ engine, store, key, counter, vary, expiration, flights }))
+      route.preParsing = appendHook(route.preParsing, makeLookup({ engine, store, key, tags, counter, vary, expiration, flights }))
       if (methods.includes('GET')) route.onSend = appendHook(route.onSend, makeFill(engine, store, new Set(cfg.statusCodes ?? [200]), expiration))
     }
     if (methods.some(isMutation)) {
       if (patterns.length > 0 && !store.patterns) unmatchable.push(`${methods.join(',')} ${route.url}`)
-      route.onSend = appendHook(route.onSend, makeInvalidate(engine, store, key, extras, patterns))
+      route.onSend = appendHook(route.onSend, makeInvalidate(engine, store, { own: key, extras, patterns, tags: invalidateTags, namespaces }))
     }
   }
 }

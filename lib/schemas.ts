@@ -89,6 +89,9 @@ export const PluginOptionsSchema = Type.Object({
 }, { additionalProperties: false })
 
 const IdType = Type.Union([Type.Literal('integer'), Type.Literal('string')])
+/** Up to 255 tags per entry are stored with it; a tag name is a non-empty string. */
+const TagTemplate = Type.String({ minLength: 1, maxLength: 1024 })
+const MAX_ROUTE_TAGS = 64
 
 export const RouteCacheConfigSchema = Type.Object({
   keyPrefix: Type.Union([Type.String({ minLength: 1 }), FunctionOf<(request: FastifyRequest) => string>()]),
@@ -100,6 +103,12 @@ export const RouteCacheConfigSchema = Type.Object({
   backendName: Type.Optional(Type.String({ minLength: 1 })),
   statusCodes: Type.Optional(Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { minItems: 1 })),
   vary: Type.Optional(Type.Array(Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }))),
+  /** GET routes: tag templates (`'owner:{ownerId}'`) the stored response carries. */
+  tags: Type.Optional(Type.Array(TagTemplate, { maxItems: MAX_ROUTE_TAGS })),
+  /** Mutations: tag templates invalidated after a 2xx. */
+  invalidateTags: Type.Optional(Type.Array(TagTemplate)),
+  /** Mutations: namespace templates (`'user_{ownerId}_widgets'`) cleared after a 2xx. */
+  invalidateNamespaces: Type.Optional(Type.Array(Type.String({ minLength: 1, pattern: '^[^:]+$' }))),
 }, { additionalProperties: false })
 
 export type BackendKind = Static<typeof BackendKindSchema>

@@ -10,7 +10,8 @@ import { CacheConfigurationError } from './errors.js'
 export function validate<T extends TSchema> (schema: T, value: unknown, where?: string): void {
   if (Value.Check(schema, value)) return
   const first = firstError(schema, value, '')
-  const path = first.path.split('/').filter(Boolean).join('.') || '(options)'
+  // `tags[1]`, `lease.wait`: array items as indexes, object fields as dotted names.
+  const path = first.path.split('/').filter(Boolean).map((part, i) => /^\d+$/.test(part) ? `[${part}]` : i === 0 ? part : `.${part}`).join('') || '(options)'
   const name = where === undefined ? path : `${where}: ${path}`
   let message: string
   if (first.message === 'Unexpected property') {

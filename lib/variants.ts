@@ -48,10 +48,10 @@ export function responseVary (request: FastifyRequest, vary: string | undefined)
  * served and this set stays unreachable. A set already there is joined only when it was written
  * under that same token.
  */
-export async function variantSet (engine: Engine, store: ManagedStore, root: string, rootToken: Token | null, ttl: number): Promise<string | undefined> {
-  const found = await engine.read(store, root)
+export async function variantSet (engine: Engine, store: ManagedStore, root: string, rootToken: Token | null, ttl: number, tags: readonly string[]): Promise<string | undefined> {
+  const found = await engine.read(store, root, tags)
   if (found === UNAVAILABLE) return undefined
   if (found.entry?.kind === 'variants' && (rootToken === null || found.token?.id === rootToken.id)) return found.entry.token
   const set = randomUUID()
-  return await engine.write(store, root, engine.codec.encodeVariants(set), ttl, rootToken) ? set : undefined
+  return await engine.write(store, root, engine.codec.encodeVariants(set), ttl, rootToken, tags) ? set : undefined
 }

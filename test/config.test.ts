@@ -52,7 +52,7 @@ t.test('invalid route config fails when the route is registered, naming route an
   err = register('patch', '/f', { keyPrefix: 'f_{a', patternToInvalidateExtra: ['x'] })
   t.match(err?.message, /unbalanced or empty placeholder in 'f_\{a'/)
   err = register('get', '/g', { keyPrefix: 'g', vary: ['bad header'] })
-  t.match(err?.message, /vary\.0: expected a valid header name/)
+  t.match(err?.message, /vary\[0\]: expected a valid header name/)
 })
 
 t.test('a route without config.cache carries no hook of ours', async (t) => {

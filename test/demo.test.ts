@@ -3,14 +3,17 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 // The demo is plain JavaScript importing the package by name: it runs against the built dist/.
 import { buildDemo } from '../demo/server.js'
+import type { ServerCacheOptions } from '../index.js'
+import { startMemcached } from './helpers/memcached-server.js'
+import { startRedisServer } from './helpers/redis-server.js'
 
 const TOKEN = 'demo-test-token'
 
 interface Answer { status: number, cache: string | null, headers: Headers, body: any }
 
 /** The demo on a free port, over real HTTP; memory store whatever the environment says. */
-async function start (t: { teardown (fn: () => unknown): void }): Promise<(path: string, init?: RequestInit) => Promise<Answer>> {
-  const app: FastifyInstance = await buildDemo({ adminToken: TOKEN, cache: { backend: 'memory' }, logger: false, delayMs: 1 })
+async function start (t: { teardown (fn: () => unknown): void }, cache: ServerCacheOptions = { backend: 'memory' }): Promise<(path: string, init?: RequestInit) => Promise<Answer>> {
+  const app: FastifyInstance = await buildDemo({ adminToken: TOKEN, cache: { keyPrefix: `demo-${Math.random().toString(36).slice(2)}`, ...cache }, logger: false, delayMs: 1 })
   t.teardown(() => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
@@ -67,25 +70,37 @@ t.test('a PATCH makes the next GET a MISS with the new data', async (t) => {
   t.equal((await http('/widgets/2')).cache, 'HIT', 'a failed mutation invalidates nothing')
 })
 
-t.test('the owner\'s list pages are invalidated by the pattern, other users\' are not', async (t) => {
-  const http = await start(t)
-  const first = await http('/users/1/widgets')
-  t.equal(first.cache, 'MISS', 'no ?page: the default is filled in before the lookup (not BYPASS)')
-  t.match(first.body, { page: 1, pageSize: 3, total: 4 })
-  t.equal((await http('/users/1/widgets?page=1')).cache, 'HIT', 'same entry as the default page')
-  await http('/users/1/widgets?page=2')
-  t.equal((await http('/users/1/widgets?page=2')).cache, 'HIT')
-  await http('/users/2/widgets')
-  t.equal((await http('/users/2/widgets')).cache, 'HIT')
+const stores: Array<[string, (t: { teardown (fn: () => unknown): void }) => Promise<ServerCacheOptions>]> = [
+  ['memory', async () => ({ backend: 'memory' })],
+  ['redis', async (t) => ({ backend: 'redis', redis: { url: (await startRedisServer(t)).url } })],
+  ['memcached', async (t) => {
+    const server = await startMemcached()
+    t.teardown(() => server.stop())
+    return { backend: 'memcached', memcached: { servers: server.address } }
+  }],
+]
 
-  t.equal((await http('/widgets/1', patch({ name: 'Sprocket II' }))).status, 200)
+for (const [name, store] of stores) {
+  t.test(`${name}: the owner's list pages are invalidated by their tag, other users' are not`, async (t) => {
+    const http = await start(t, await store(t))
+    const first = await http('/users/1/widgets')
+    t.equal(first.cache, 'MISS', 'no ?page: the default is filled in before the lookup (not BYPASS)')
+    t.match(first.body, { page: 1, pageSize: 3, total: 4 })
+    t.equal((await http('/users/1/widgets?page=1')).cache, 'HIT', 'same entry as the default page')
+    await http('/users/1/widgets?page=2')
+    t.equal((await http('/users/1/widgets?page=2')).cache, 'HIT')
+    await http('/users/2/widgets')
+    t.equal((await http('/users/2/widgets')).cache, 'HIT')
 
-  const page1 = await http('/users/1/widgets?page=1')
-  t.equal(page1.cache, 'MISS')
-  t.equal(page1.body.items[0].name, 'Sprocket II')
-  t.equal((await http('/users/1/widgets?page=2')).cache, 'MISS', 'every page matched user_1_widgets:*')
-  t.equal((await http('/users/2/widgets')).cache, 'HIT', 'another owner\'s list is untouched')
-})
+    t.equal((await http('/widgets/1', patch({ name: 'Sprocket II' }))).status, 200)
+
+    const page1 = await http('/users/1/widgets?page=1')
+    t.equal(page1.cache, 'MISS')
+    t.equal(page1.body.items[0].name, 'Sprocket II')
+    t.equal((await http('/users/1/widgets?page=2')).cache, 'MISS', 'every page carried the tag owner:1')
+    t.equal((await http('/users/2/widgets')).cache, 'HIT', 'another owner\'s list is untouched')
+  })
+}
 
 t.test('POST and DELETE invalidate the owner\'s summary (toInvalidateExtra) and lists', async (t) => {
   const http = await start(t)

@@ -86,8 +86,11 @@ t.test('server down at start-up: memory fallback serves, then it switches back b
 
 t.test('invalidations made during the start-up fallback are replayed before redis serves', async (t) => {
   const server = await startRedisServer(t)
-  const other = await otherClient(t, server)
-  for (const key of ['gone', 'p:1', 'p:2', 'ns:x', 'keep']) await other.set(`${PREFIX}:${key}`, 'before the outage')
+  // Entries as the plugin writes them (stamped with their guards; a namespace clear deletes
+  // the namespace's guard rather than scanning for its keys).
+  const writer = failoverStore(t, server).store
+  await writer.connect()
+  for (const key of ['gone', 'p:1', 'p:2', 'ns:x', 'keep']) await writer.set(`${PREFIX}:${key}`, v('before the outage'), 60)
   // Paused, the server keeps its data (a restart would lose it, with no persistence).
   server.pause()
   const { store } = failoverStore(t, server)

@@ -23,6 +23,12 @@ app.get('/fn', { config: { cache: { keyPrefix: (request) => `fn_${request.url}`,
 app.patch('/widgets/:widgetId', {
   config: { cache: { keyPrefix: 'widget', toInvalidateExtra: { user_widgets: '{ownerId}' }, patternToInvalidateExtra: ['user_{ownerId}_widgets:*'] } },
 }, async () => ({}))
+app.get('/owners/:ownerId/widgets', { config: { cache: { keyPrefix: 'user_{ownerId}_widgets', resourceIdName: null, tags: ['owner:{ownerId}', 'widgets'] } } }, async () => ({}))
+app.post('/owners/:ownerId/widgets', { config: { cache: { keyPrefix: 'w', invalidateTags: ['owner:{ownerId}'], invalidateNamespaces: ['user_{ownerId}_widgets'] } } }, async () => ({}))
+// @ts-expect-error tags are strings
+app.get('/bad4', { config: { cache: { keyPrefix: 'x', tags: [1] } } }, async () => ({}))
+// @ts-expect-error invalidateNamespaces is an array
+app.post('/bad5', { config: { cache: { keyPrefix: 'x', invalidateNamespaces: 'ns' } } }, async () => ({}))
 // @ts-expect-error expiration is a number
 app.get('/bad1', { config: { cache: { keyPrefix: 'x', expiration: '600' } } }, async () => ({}))
 // @ts-expect-error keyPrefix is required
@@ -40,6 +46,12 @@ expectType<Promise<number>>(app.cache.ttl('k'))
 expectType<Promise<boolean>>(app.cache.expire('k', 10))
 expectType<Promise<void>>(app.cache.clear({ namespace: 'ns' }))
 expectType<Promise<{ n: number }>>(app.cache.getOrSet('k', async () => ({ n: 1 }), { forceRefresh: true }))
+expectType<Promise<void>>(app.cache.set('k', 1, { tags: ['owner:7'] }))
+expectType<Promise<number>>(app.cache.getOrSet('k', () => 1, { tags: ['a', 'b'] }))
+expectType<Promise<void>>(app.cache.invalidateTags('owner:7'))
+expectType<Promise<void>>(app.cache.invalidateTags(['a', 'b'], { backendName: 'other' }))
+// @ts-expect-error tags are strings
+await app.cache.set('k', 1, { tags: [7] })
 expectType<Promise<boolean>>(app.cache.ping())
 expectType<CacheStats>(app.cache.stats())
 expectType<number>(app.cache.stats().routes['widget'].hits)

@@ -24,6 +24,7 @@ type Invalidation =
   | { op: 'delete', keys: readonly string[] }
   | { op: 'deletePattern', pattern: string }
   | { op: 'clear', prefix: string }
+  | { op: 'invalidateTags', tags: readonly string[] }
 
 /**
  * Fail-open around a remote store (Redis, Memcached): every operation bounded by
@@ -232,6 +233,7 @@ export function createFailoverStore (primary: Store, ctx: FailoverContext): Stor
       case 'delete': return await primary.delete(invalidation.keys)
       case 'deletePattern': return await primary.deletePattern(invalidation.pattern)
       case 'clear': return await primary.clear(invalidation.prefix)
+      case 'invalidateTags': return await primary.invalidateTags(invalidation.tags)
     }
   }
 
@@ -271,18 +273,18 @@ export function createFailoverStore (primary: Store, ctx: FailoverContext): Stor
     },
 
     get: (key) => access('get', (store) => store.get(key)),
-    read: (key) => access('get', async (store): Promise<Read> => {
-      const read = await store.read(key)
+    read: (key, tags) => access('get', async (store): Promise<Read> => {
+      const read = await store.read(key, tags)
       return store === primary ? read : { value: read.value, token: fromFallback }
     }),
     prepare: (key, token, ttlSeconds) => access('prepare', async (store) => {
       if (store !== primary) return token === fromFallback ? token : undefined
       return token === fromFallback ? undefined : await store.prepare(key, token, ttlSeconds)
     }),
-    set: (key, value, ttlSeconds, token) => access('set', async (store) => {
-      if (token === undefined) return await store.set(key, value, ttlSeconds)
+    set: (key, value, ttlSeconds, token, tags) => access('set', async (store) => {
+      if (token === undefined) return await store.set(key, value, ttlSeconds, undefined, tags)
       if ((token === fromFallback) !== (store !== primary)) return
-      await store.set(key, value, ttlSeconds, token === fromFallback ? null : token)
+      await store.set(key, value, ttlSeconds, token === fromFallback ? null : token, tags)
     }),
     add: (key, value, ttlSeconds) => access('add', (store) => store.add(key, value, ttlSeconds)),
     exists: (key) => access('exists', (store) => store.exists(key)),
@@ -292,6 +294,7 @@ export function createFailoverStore (primary: Store, ctx: FailoverContext): Stor
     delete: (keys) => invalidate({ op: 'delete', keys: [...keys] }, (store) => store.delete(keys)),
     deletePattern: (pattern) => invalidate({ op: 'deletePattern', pattern }, (store) => store.deletePattern(pattern)),
     clear: (prefix) => invalidate({ op: 'clear', prefix }, (store) => store.clear(prefix)),
+    invalidateTags: (tags) => invalidate({ op: 'invalidateTags', tags: [...tags] }, (store) => store.invalidateTags(tags)),
 
     async ping () {
       if (startup || open) return false

@@ -1,4 +1,4 @@
-import { GUARD_LENGTH } from './guards.js'
+import { decodeStamp, encodeStamp, type Stamp } from './guards.js'
 
 // memcached can neither report an item's remaining lifetime nor expire it precisely: its clock
 // ticks once a second, so an item set with exptime 1 may vanish a few ms later. The absolute
@@ -6,10 +6,9 @@ import { GUARD_LENGTH } from './guards.js'
 // never drops an entry before that header says so. Readers go by the header.
 
 const MAGIC = 0xfe01 // not the codec's 0xFC: this header wraps its bytes
-/** The same header followed by the guard the entry was written under (see store.ts). */
+/** The same header followed by the stamp of guards the entry was written under (see guards.ts). */
 const MAGIC_GUARDED = 0xfe02
 const HEADER_BYTES = 10
-const GUARDED_HEADER_BYTES = HEADER_BYTES + GUARD_LENGTH
 /** Above this, memcached reads an exptime as an absolute unix time instead of seconds from now. */
 const MAX_RELATIVE_EXPTIME = 60 * 60 * 24 * 30
 
@@ -17,17 +16,18 @@ export interface Entry {
   /** ms since the epoch; 0: no expiry known (a value some other client wrote). */
   expiresAt: number
   value: Buffer
-  /** The guard it was written under; undefined for markers (leases) and foreign values. */
-  guard?: string
+  /** The guards it was written under; undefined for markers (leases) and foreign values. */
+  stamp?: Stamp
 }
 
-export function encodeEntry (value: Buffer, ttlSeconds: number, guard?: string, now = Date.now()): Buffer {
-  const size = guard === undefined ? HEADER_BYTES : GUARDED_HEADER_BYTES
+export function encodeEntry (value: Buffer, ttlSeconds: number, stamp?: Stamp, now = Date.now()): Buffer {
+  const head = stamp === undefined ? undefined : encodeStamp(stamp)
+  const size = HEADER_BYTES + (head?.length ?? 0)
   const out = Buffer.allocUnsafeSlow(size + value.length)
   out.fill(0, 0, HEADER_BYTES)
-  out.writeUInt16BE(guard === undefined ? MAGIC : MAGIC_GUARDED, 0)
+  out.writeUInt16BE(head === undefined ? MAGIC : MAGIC_GUARDED, 0)
   out.writeUIntBE(now + ttlSeconds * 1000, 2, 6)
-  if (guard !== undefined) out.write(guard, HEADER_BYTES, GUARD_LENGTH, 'latin1')
+  head?.copy(out, HEADER_BYTES)
   value.copy(out, size)
   return out
 }
@@ -36,9 +36,8 @@ export function encodeEntry (value: Buffer, ttlSeconds: number, guard?: string, 
 export function decodeEntry (stored: Buffer): Entry {
   const magic = stored.length < HEADER_BYTES ? 0 : stored.readUInt16BE(0)
   if (magic === MAGIC) return { expiresAt: stored.readUIntBE(2, 6), value: stored.subarray(HEADER_BYTES) }
-  if (magic === MAGIC_GUARDED && stored.length >= GUARDED_HEADER_BYTES) {
-    return { expiresAt: stored.readUIntBE(2, 6), value: stored.subarray(GUARDED_HEADER_BYTES), guard: stored.toString('latin1', HEADER_BYTES, GUARDED_HEADER_BYTES) }
-  }
+  const decoded = magic === MAGIC_GUARDED ? decodeStamp(stored, HEADER_BYTES) : undefined
+  if (decoded !== undefined) return { expiresAt: stored.readUIntBE(2, 6), value: stored.subarray(decoded.end), stamp: decoded.stamp }
   return { expiresAt: 0, value: stored }
 }
 

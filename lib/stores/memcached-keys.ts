@@ -47,7 +47,7 @@ export const MAX_LEVELS = 8
  * - entries under the prefix: `<prefix>:v<global>.<level 1>.<level 2>:<rest>` (12-hex versions),
  * - version keys: `<prefix>:~v` (global) and `<prefix>:~v:<level>:` ('~' is not 'v': never data),
  * - guards: `<prefix>:~g:<rest>`, one per key, outside the versions (a namespace clear hides the
- *   entries; their guards simply age out),
+ *   entries; their guards simply age out), and `<prefix>:~t:<tag>`, one per tag,
  * - foreign keys (not under `<prefix>:`): the key itself, which cannot start with `<prefix>:`.
  */
 export class KeySpace {
@@ -81,6 +81,11 @@ export class KeySpace {
   /** The key's guard; foreign keys have none (they are not the plugin's). */
   guardKey (info: KeyInfo): string | undefined {
     return info.foreign ? undefined : memcachedKey(`${this.root}~g:${info.rest}`)
+  }
+
+  /** A tag's guard. */
+  tagKey (tag: string): string {
+    return memcachedKey(`${this.root}~t:${tag}`)
   }
 
   /** The memcached key of an entry under the given versions (one per versionKeys entry). */

@@ -3,7 +3,7 @@ import { BackendUnavailableError, InvalidRequestError, PatternMatchingNotSupport
 import { InFlight } from '../in-flight.js'
 import type { MemcachedOptions } from '../schemas.js'
 import { writeEpoch } from './batch-writes.js'
-import { GUARD_LENGTH, GUARD_SLACK_SECONDS, newGuard } from './guards.js'
+import { GUARD_LENGTH, GUARD_SLACK_SECONDS, newGuard, sameTags, stampValid, TAG_GUARD_SECONDS, type Stamp } from './guards.js'
 import { buildConnection, Op, request, serverVersion, Status } from './memcached-client.js'
 import { decodeEntry, encodeEntry, exptime, isLive, secondsLeft, storeExtras, type Entry } from './memcached-entry.js'
 import { KeySpace, MAX_LEVELS, newVersion, VERSION_PATTERN, type KeyInfo } from './memcached-keys.js'
@@ -34,19 +34,25 @@ import type { Read, Store, StoreContext, Token } from './store.js'
  * (foreign) have no versions and no guard: one round trip, and clear() never reaches them.
  */
 
-/** Versions and guard as a read saw them; `id` is defined once all of them exist. */
+/** Versions and guards as a read saw them; `id` is defined once all of them exist. */
 interface MemcachedToken extends Token {
   readonly versions: ReadonlyArray<string | undefined>
   readonly guard: string | undefined
+  readonly tags: readonly string[]
+  readonly tagGuards: ReadonlyArray<string | undefined>
 }
 
-const FOREIGN: MemcachedToken = { id: 'foreign', versions: [], guard: undefined }
 const GUARD_PATTERN = new RegExp(`^[0-9a-f]{${GUARD_LENGTH}}$`)
+const defined = <T>(values: ReadonlyArray<T | undefined>): values is T[] => values.every((v) => v !== undefined)
 
-function tokenOf (info: KeyInfo, versions: ReadonlyArray<string | undefined>, guard: string | undefined): MemcachedToken {
-  if (info.foreign) return FOREIGN
-  const complete = guard !== undefined && versions.every((v) => v !== undefined)
-  return { id: complete ? `${versions.join('.')}/${guard}` : undefined, versions, guard }
+function tokenOf (info: KeyInfo, versions: ReadonlyArray<string | undefined>, guard: string | undefined, tags: readonly string[], tagGuards: ReadonlyArray<string | undefined>): MemcachedToken {
+  if (info.foreign) return { id: 'foreign', versions: [], guard: undefined, tags: [], tagGuards: [] }
+  const complete = guard !== undefined && defined(versions) && defined(tagGuards)
+  return { id: complete ? `${versions.join('.')}/${guard}/${tagGuards.join('.')}` : undefined, versions, guard, tags, tagGuards }
+}
+
+function stampOf (token: MemcachedToken): Stamp | undefined {
+  return token.guard === undefined ? undefined : { guard: token.guard, tags: token.tags.map((tag, i) => [tag, token.tagGuards[i] as string]) }
 }
 
 /** How many version values get() remembers for its guess (one per namespace). */
@@ -181,31 +187,37 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
     return current
   }
 
-  async function readEntry (fullKey: string): Promise<{ entry: (Entry & { cas: Buffer }) | undefined, valid: boolean, token: MemcachedToken }> {
+  async function readEntry (fullKey: string, tags: readonly string[] = []): Promise<{ entry: (Entry & { cas: Buffer }) | undefined, valid: boolean, token: MemcachedToken }> {
     const info = keys.describe(fullKey)
     const guardKey = keys.guardKey(info)
     const guessed = info.versionKeys.map((k) => guesses.get(k))
-    const speculative = guessed.every((v) => v !== undefined)
-      ? fetchEntry(keys.entryKey(info, guessed))
-      : undefined
+    const speculative = defined(guessed) ? fetchEntry(keys.entryKey(info, guessed)) : undefined
     speculative?.catch(() => {}) // awaited below, or deliberately dropped
-    const guardRead = guardKey === undefined ? undefined : readRaw(guardKey, GUARD_PATTERN)
-    guardRead?.catch(() => {}) // awaited below unless a version read fails first
+    const guards = Promise.all([
+      guardKey === undefined ? undefined : readRaw(guardKey, GUARD_PATTERN),
+      ...(info.foreign ? [] : tags.map((tag) => readRaw(keys.tagKey(tag), GUARD_PATTERN))),
+    ])
+    guards.catch(() => {}) // awaited below unless a version read fails first
     const versions = await Promise.all(info.versionKeys.map(sharedVersion))
-    const guard = await guardRead
-    const token = tokenOf(info, versions, guard)
-    if (!versions.every((v) => v !== undefined)) return { entry: undefined, valid: false, token }
+    const [guard, ...tagGuards] = await guards
+    const token = tokenOf(info, versions, guard, tags, tagGuards)
+    if (!defined(versions)) return { entry: undefined, valid: false, token }
     const entry = speculative !== undefined && versions.every((v, i) => v === guessed[i])
       ? await speculative
       : await fetchEntry(keys.entryKey(info, versions))
-    // A value written under a guard is served only under that very guard; one without (foreign,
-    // an older release) is handed up as it is.
-    const valid = entry !== undefined && (entry.guard === undefined || entry.guard === guard)
-    return { entry, valid, token }
+    // A value written under guards is served only under those very guards; one without
+    // (foreign, an older release) is handed up as it is.
+    const stamp = entry?.stamp
+    if (entry === undefined || stamp === undefined) return { entry, valid: entry !== undefined, token }
+    let current = tagGuards
+    // Written with other tags than this reader's: their guards are one more round trip.
+    if (!sameTags(tags, stamp.tags)) current = await Promise.all(stamp.tags.map(([name]) => readRaw(keys.tagKey(name), GUARD_PATTERN)))
+    let i = 0
+    return { entry, valid: stampValid(stamp, guard, () => current[i++]), token }
   }
 
-  async function read (fullKey: string): Promise<Read> {
-    const { entry, valid, token } = await readEntry(fullKey)
+  async function read (fullKey: string, tags?: readonly string[]): Promise<Read> {
+    const { entry, valid, token } = await readEntry(fullKey, tags)
     return { value: valid ? entry?.value : undefined, token }
   }
 
@@ -214,38 +226,54 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
     const info = keys.describe(fullKey)
     const seen = token as MemcachedToken
     const guardKey = keys.guardKey(info)
-    const [versions, guard] = await Promise.all([
+    const [versions, guard, tagGuards] = await Promise.all([
       Promise.all(info.versionKeys.map(async (versionKey, i) => seen.versions[i] ??
         await createOrRead(versionKey, newVersion(), Buffer.alloc(8), VERSION_PATTERN) ??
         // Not one of our versions (foreign bytes): replaced with CAS, as writes do.
         await ensureVersion(versionKey))),
       seen.guard ?? (guardKey === undefined ? undefined : createOrRead(guardKey, newGuard(), storeExtras(ttlSeconds + GUARD_SLACK_SECONDS), GUARD_PATTERN)),
+      Promise.all(seen.tags.map((tag, i) => seen.tagGuards[i] ?? createTagGuard(tag))),
     ])
     versions.forEach((v, i) => remember(info.versionKeys[i], v))
-    const prepared = tokenOf(info, versions, guard)
+    const prepared = tokenOf(info, versions, guard, seen.tags, tagGuards)
     return prepared.id === undefined ? undefined : prepared
   }
 
-  async function set (fullKey: string, value: Buffer, ttlSeconds: number, token?: Token | null): Promise<void> {
+  function createTagGuard (tag: string): Promise<string | undefined> {
+    return createOrRead(keys.tagKey(tag), newGuard(), storeExtras(TAG_GUARD_SECONDS), GUARD_PATTERN)
+  }
+
+  async function set (fullKey: string, value: Buffer, ttlSeconds: number, token?: Token | null, tags: readonly string[] = []): Promise<void> {
     const info = keys.describe(fullKey)
     const guardKey = keys.guardKey(info)
     const guardExtras = storeExtras(ttlSeconds + GUARD_SLACK_SECONDS)
     if (token === undefined) {
-      // A new current value: its new guard is sent before anything else, so that a delete()
-      // called after this set() reaches the server after it, whatever the entry's own writes wait for.
+      // A new current value: its new guard and its tags' guards are sent before anything else,
+      // so that a delete() or invalidateTags() called after this set() reaches the server after
+      // them, whatever the entry's own writes wait for.
       const guard = guardKey === undefined ? undefined : newGuard()
       const guardWrite = guardKey === undefined ? undefined : send(Op.set, guardKey, { extras: guardExtras, value: Buffer.from(guard as string) })
       guardWrite?.catch(() => {}) // awaited below
+      const tagGuards = Promise.all(info.foreign ? [] : tags.map(createTagGuard))
+      tagGuards.catch(() => {}) // awaited below
       const key = await locate(fullKey, versionAtCall)
-      await Promise.all([guardWrite, key === undefined ? undefined : send(Op.set, key, { extras: storeExtras(ttlSeconds), value: encodeEntry(value, ttlSeconds, guard) })])
+      const [, current] = await Promise.all([guardWrite, tagGuards])
+      // A version created or a tag invalidated after this call: the value is gone with them.
+      if (key === undefined || !defined(current)) return
+      const stamp = guard === undefined ? undefined : { guard, tags: tags.map((tag, i) => [tag, current[i]] as const) }
+      await send(Op.set, key, { extras: storeExtras(ttlSeconds), value: encodeEntry(value, ttlSeconds, stamp) })
       return
     }
     const seen = token as MemcachedToken | null
     if (seen === null || seen.id === undefined) return
     // Under the versions the lookup read: a namespace cleared since hides this entry at once.
-    const write = send(Op.set, keys.entryKey(info, seen.versions as string[]), { extras: storeExtras(ttlSeconds), value: encodeEntry(value, ttlSeconds, seen.guard) })
+    const write = send(Op.set, keys.entryKey(info, seen.versions as string[]), { extras: storeExtras(ttlSeconds), value: encodeEntry(value, ttlSeconds, stampOf(seen)) })
     // touch never creates: a guard an invalidation deleted meanwhile stays deleted.
     await Promise.all([write, guardKey === undefined ? undefined : send(Op.touch, guardKey, { extras: exptime(ttlSeconds + GUARD_SLACK_SECONDS) })])
+  }
+
+  async function invalidateTags (tags: readonly string[]): Promise<void> {
+    await Promise.all(tags.map((tag) => send(Op.delete, keys.tagKey(tag))))
   }
 
   async function add (fullKey: string, value: Buffer, ttlSeconds: number): Promise<boolean> {
@@ -275,10 +303,11 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
     const guards = unique.map((fullKey) => {
       const guardKey = keys.guardKey(keys.describe(fullKey))
       if (guardKey === undefined) return undefined
-      const [guard] = [readRaw(guardKey, GUARD_PATTERN), send(Op.delete, guardKey)]
-      return guard
+      const [guard, deleted] = [readRaw(guardKey, GUARD_PATTERN), send(Op.delete, guardKey)]
+      return deleted.then(async () => await guard)
     })
-    await Promise.all(guards.map((guard) => guard?.catch(() => {})))
+    // The guards are gone before this resolves (a mutation answers only after its invalidation).
+    await Promise.all(guards)
     // Versions are read once per call, however many keys share them.
     const seen = new Map<string, Promise<string | undefined>>()
     const version: VersionSource = (k) => {
@@ -295,9 +324,9 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
       if (key === undefined) return 0
       const current = await fetchEntry(key)
       if (current === undefined) return 0
-      // An entry tagged with another guard was written by a set() since (or is dead already):
+      // An entry stamped with another guard was written by a set() since (or is dead already):
       // it stays. What goes is only what was read here (CAS), so a newer write always survives.
-      if (current.guard !== undefined && current.guard !== guard) return 0
+      if (current.stamp !== undefined && current.stamp.guard !== guard) return 0
       const removed = await send(Op.delete, key, { cas: current.cas })
       return removed.header.status === Status.ok ? 1 : 0
     }))
@@ -322,7 +351,7 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
         const touched = await send(Op.touch, key, { extras: exptime(seconds) })
         return touched.header.status === Status.ok
       }
-      const replaced = await send(Op.replace, key, { extras: storeExtras(seconds), value: encodeEntry(entry.value, seconds, entry.guard), cas: entry.cas })
+      const replaced = await send(Op.replace, key, { extras: storeExtras(seconds), value: encodeEntry(entry.value, seconds, entry.stamp), cas: entry.cas })
       if (replaced.header.status === Status.ok) return true
       if (replaced.header.status === Status.notFound) return false
     }
@@ -362,6 +391,7 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
     read,
     prepare,
     set,
+    invalidateTags,
 
     add,
 

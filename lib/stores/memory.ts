@@ -25,6 +25,8 @@ interface Entry {
   /** Epoch ms; Infinity never expires. */
   expiresAt: number
   bytes: number
+  /** Its tags, each with the tag's generation when it was stored. */
+  tags?: ReadonlyArray<readonly [string, number]>
 }
 
 // Each sweep tick checks at least this many entries, and enough that a whole pass over the
@@ -53,6 +55,14 @@ export class MemoryStore implements Store {
   private accountedBytes = 0
   private sweepTimer: NodeJS.Timeout | undefined
   private sweepCursor: Iterator<[string, Entry]> | undefined
+  /**
+   * Tags: invalidating one gives it a new generation (O(1), whatever the number of entries);
+   * an entry stored under an older one is dead and goes when next touched. Only tags that live
+   * entries carry are remembered (with how many carry them), so the maps stay bounded.
+   */
+  private readonly tagGenerations = new Map<string, number>()
+  private readonly tagUses = new Map<string, number>()
+  private generation = 0
 
   constructor (options: MemoryStoreOptions) {
     this.maxEntries = positiveInteger('memory.maxEntries', options.maxEntries)
@@ -77,7 +87,7 @@ export class MemoryStore implements Store {
   }
 
   /** One process: invalidations are seen by Engine#changedSince, no guard is needed. */
-  async read (key: string): Promise<Read> {
+  async read (key: string, _tags?: readonly string[]): Promise<Read> {
     return { value: this.getSync(key), token: null }
   }
 
@@ -94,8 +104,14 @@ export class MemoryStore implements Store {
     return entry.value
   }
 
-  async set (key: string, value: Buffer, ttlSeconds: number): Promise<void> {
-    this.put(key, value, ttlSeconds)
+  async set (key: string, value: Buffer, ttlSeconds: number, _token?: Token | null, tags: readonly string[] = []): Promise<void> {
+    this.put(key, value, ttlSeconds, tags)
+  }
+
+  async invalidateTags (tags: readonly string[]): Promise<void> {
+    for (const tag of tags) {
+      if (this.tagUses.has(tag)) this.tagGenerations.set(tag, ++this.generation)
+    }
   }
 
   async add (key: string, value: Buffer, ttlSeconds: number): Promise<boolean> {
@@ -161,6 +177,8 @@ export class MemoryStore implements Store {
 
   async close (): Promise<void> {
     this.entries.clear()
+    this.tagGenerations.clear()
+    this.tagUses.clear()
     this.accountedBytes = 0
     this.stopSweep()
   }
@@ -169,20 +187,32 @@ export class MemoryStore implements Store {
   private live (key: string): Entry | undefined {
     const entry = this.entries.get(key)
     if (entry === undefined) return undefined
-    if (entry.expiresAt > Date.now()) return entry
+    if (entry.expiresAt > Date.now() && (entry.tags === undefined || this.tagsCurrent(entry.tags))) return entry
     this.remove(key, entry)
     return undefined
   }
 
+  private tagsCurrent (tags: ReadonlyArray<readonly [string, number]>): boolean {
+    for (const [tag, generation] of tags) {
+      if ((this.tagGenerations.get(tag) ?? 0) !== generation) return false
+    }
+    return true
+  }
+
   /** Stores the entry as most recent and evicts down to the bounds; false when too big. */
-  private put (key: string, value: Buffer, ttlSeconds: number): boolean {
+  private put (key: string, value: Buffer, ttlSeconds: number, tags: readonly string[] = []): boolean {
     if (!(ttlSeconds > 0)) throw new RangeError(`ttlSeconds: expected a number > 0, got ${ttlSeconds}`)
     const old = this.entries.get(key)
     if (old !== undefined) this.remove(key, old)
     const bytes = value.byteLength + key.length * 2 + ENTRY_OVERHEAD_BYTES
     if (bytes > this.maxBytes) return false
 
-    this.entries.set(key, { value, expiresAt: Date.now() + ttlSeconds * 1000, bytes })
+    const entry: Entry = { value, expiresAt: Date.now() + ttlSeconds * 1000, bytes }
+    if (tags.length > 0) {
+      entry.tags = tags.map((tag) => [tag, this.tagGenerations.get(tag) ?? 0] as const)
+      for (const tag of tags) this.tagUses.set(tag, (this.tagUses.get(tag) ?? 0) + 1)
+    }
+    this.entries.set(key, entry)
     this.accountedBytes += bytes
     if (this.entries.size > this.maxEntries || this.accountedBytes > this.maxBytes) this.evict()
     this.startSweep()
@@ -200,6 +230,16 @@ export class MemoryStore implements Store {
   private remove (key: string, entry: Entry): void {
     this.entries.delete(key)
     this.accountedBytes -= entry.bytes
+    if (entry.tags === undefined) return
+    for (const [tag] of entry.tags) {
+      const uses = (this.tagUses.get(tag) ?? 1) - 1
+      if (uses > 0) {
+        this.tagUses.set(tag, uses)
+      } else {
+        this.tagUses.delete(tag)
+        this.tagGenerations.delete(tag)
+      }
+    }
   }
 
   private startSweep (): void {

@@ -3,7 +3,7 @@ import { Redis, type Cluster } from 'ioredis'
 import { BackendUnavailableError } from '../errors.js'
 import { compileGlob, escapeGlob, literalPrefix } from '../glob.js'
 import { batchWrites, sentNow } from './batch-writes.js'
-import { GUARD_SLACK_SECONDS, newGuard, tagged, validValue } from './guards.js'
+import { GUARD_SLACK_SECONDS, newGuard, sameTags, stamped, stampValid, TAG_GUARD_SECONDS, unstamp } from './guards.js'
 import type { RedisOptions } from '../schemas.js'
 import type { Read, Store, StoreContext, Token } from './store.js'
 
@@ -24,8 +24,24 @@ const guardOf = (key: string): string => key + GUARD
 const GUARD_BYTES = Buffer.from(GUARD)
 const isGuard = (key: Buffer): boolean => key.length > 2 && key[key.length - 2] === 0 && key[key.length - 1] === GUARD_BYTES[1]
 
-/** A token of this store: the key's guard as read, undefined when it had none. */
-interface RedisToken extends Token { readonly id: string | undefined }
+/** A token of this store: the guards of the key and of the tags a fill will carry, as read. */
+interface RedisToken extends Token {
+  readonly guard: string | undefined
+  readonly tags: readonly string[]
+  readonly tagGuards: ReadonlyArray<string | undefined>
+}
+
+function tokenOf (guard: string | undefined, tags: readonly string[], tagGuards: ReadonlyArray<string | undefined>): RedisToken {
+  const complete = guard !== undefined && tagGuards.every((g) => g !== undefined)
+  return { id: complete ? [guard, ...tagGuards].join('') : undefined, guard, tags, tagGuards }
+}
+
+const text = (buf: Buffer | string | null): string | undefined => buf === null ? undefined : buf.toString('latin1')
+type Command = [string, ...Array<string | number | Buffer>]
+/** Marks a namespace level among the tags (user tags never hold a NUL). */
+const LEVEL = '\u0000n:'
+/** Prefix levels of a key that get a guard of their own, as on Memcached. */
+const MAX_LEVELS = 8
 
 /**
  * A Store on ioredis. Fail-open (timeouts, circuit breaker, fallback) is not done here but by
@@ -36,6 +52,24 @@ export function createRedisStore (options: RedisOptions | undefined, ctx: StoreC
   const { client, owned } = resolveClient(options, ctx.fastify)
   const connectTimeout = options?.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
   const isCluster = (client as Cluster).isCluster === true
+  // Tag guards live under the prefix too (clear() of everything takes them along), behind a NUL
+  // that no key of the plugin has.
+  const tagKey = (tag: string): string => `${ctx.keyPrefix}:\u0000t:${tag}`
+  const root = `${ctx.keyPrefix}:`
+
+  /**
+   * Namespaces are tags every key carries implicitly: one per prefix level (`user_7_widgets:` of
+   * `<keyPrefix>:user_7_widgets:page_1`, up to MAX_LEVELS), named with a NUL that no user tag
+   * has. clear() of a namespace then deletes one guard instead of scanning the keyspace.
+   */
+  function withLevels (key: string, tags: readonly string[]): readonly string[] {
+    if (!key.startsWith(root)) return tags
+    const levels: string[] = []
+    for (let colon = key.indexOf(':', root.length); colon !== -1 && levels.length < MAX_LEVELS; colon = key.indexOf(':', colon + 1)) {
+      levels.push(LEVEL + key.slice(root.length, colon + 1))
+    }
+    return levels.length === 0 ? tags : [...levels, ...tags]
+  }
 
   async function unlinkOn (node: Redis, keys: ReadonlyArray<string | Buffer>): Promise<number> {
     if (keys.length === 0) return 0
@@ -91,27 +125,55 @@ export function createRedisStore (options: RedisOptions | undefined, ctx: StoreC
     return counts.reduce((a, b) => a + b, 0)
   }
 
-  /** Reads an entry and its guard in one round trip (one MGET; two GETs on a Cluster). */
-  async function readPair (key: string): Promise<[Buffer | null, Buffer | null]> {
+  /** Several keys in one round trip: one MGET, or GETs sent together on a Cluster. */
+  async function getMany (keys: string[]): Promise<Array<Buffer | null>> {
     if (isCluster) {
       sentNow()
-      return await Promise.all([client.getBuffer(key), client.getBuffer(guardOf(key))])
+      return await Promise.all(keys.map((key) => client.getBuffer(key)))
     }
     const redis = client as Redis
     if (redis.status === 'ready') batchWrites(redis.stream)
     else sentNow()
-    return await redis.mgetBuffer(key, guardOf(key)) as [Buffer | null, Buffer | null]
+    return await redis.mgetBuffer(...keys)
   }
 
-  async function read (key: string): Promise<Read> {
-    const [stored, guard] = await readPair(key)
-    const id = guard === null ? undefined : guard.toString('latin1')
-    const token: RedisToken = { id }
-    return { value: stored === null ? undefined : validValue(stored, id), token }
+  async function read (key: string, own: readonly string[] = []): Promise<Read> {
+    const tags = withLevels(key, own)
+    const [stored, guardBuf, ...tagBufs] = await getMany([key, guardOf(key), ...tags.map(tagKey)])
+    const guard = text(guardBuf)
+    const tagGuards = tagBufs.map(text)
+    const token = tokenOf(guard, tags, tagGuards)
+    if (stored === null) return { value: undefined, token }
+    const { stamp, value } = unstamp(stored)
+    if (stamp === undefined) return { value, token }
+    let current = tagGuards
+    // Written with other tags than this reader's (another route, a provider value): their
+    // guards are one more round trip.
+    if (!sameTags(tags, stamp.tags)) current = stamp.tags.length === 0 ? [] : (await getMany(stamp.tags.map(([name]) => tagKey(name)))).map(text)
+    let i = 0
+    return { value: stampValid(stamp, guard, () => current[i++]) ? value : undefined, token }
+  }
+
+  /**
+   * SET NX then GET of a guard on one connection (so in this order at the server): the guard in
+   * place right after, ours or one created meanwhile; undefined when deleted in between.
+   */
+  async function createOrRead (guardKey: string, ttlSeconds: number): Promise<string | undefined> {
+    const [, current] = await inOrder([['set', guardKey, newGuard(), 'EX', ttlSeconds, 'NX'], ['get', guardKey]])
+    return text(current as string | null)
+  }
+
+  async function unlinkGuards (guardKeys: string[]): Promise<void> {
+    if (guardKeys.length === 0) return
+    if (!isCluster) {
+      await (client as Redis).unlink(...guardKeys)
+      return
+    }
+    await Promise.all(guardKeys.map((guardKey) => client.unlink(guardKey)))
   }
 
   /** Runs commands on one key's slot (or the one connection) in order, in one round trip. */
-  async function inOrder (commands: Array<[string, ...Array<string | number | Buffer>]>): Promise<unknown[]> {
+  async function inOrder (commands: Command[]): Promise<unknown[]> {
     const results = await client.pipeline(commands).exec() ?? []
     return results.map(([err, value]) => {
       if (err !== null) throw err
@@ -120,7 +182,7 @@ export function createRedisStore (options: RedisOptions | undefined, ctx: StoreC
   }
 
   /** Writes several keys that may live on different Cluster nodes: in parallel there. */
-  async function writeAll (commands: Array<[string, ...Array<string | number | Buffer>]>): Promise<void> {
+  async function writeAll (commands: Command[]): Promise<void> {
     if (!isCluster) {
       batchWrites((client as Redis).stream)
       await inOrder(commands)
@@ -164,27 +226,41 @@ export function createRedisStore (options: RedisOptions | undefined, ctx: StoreC
 
     async prepare (key, token, ttlSeconds) {
       if (token.id !== undefined) return token
-      // SET NX then GET on the same connection: the GET answers the guard in place right after,
-      // ours or one created meanwhile; none when an invalidation came in between.
-      const guardKey = guardOf(key)
-      const [, current] = await inOrder([
-        ['set', guardKey, newGuard(), 'EX', ttlSeconds + GUARD_SLACK_SECONDS, 'NX'],
-        ['get', guardKey],
-      ]) as [unknown, string | null]
-      return current === null ? undefined : { id: current } satisfies RedisToken
+      const seen = token as RedisToken
+      const [guard, ...tagGuards] = await Promise.all([
+        seen.guard ?? createOrRead(guardOf(key), ttlSeconds + GUARD_SLACK_SECONDS),
+        ...seen.tags.map((tag, i) => seen.tagGuards[i] ?? createOrRead(tagKey(tag), TAG_GUARD_SECONDS)),
+      ])
+      const prepared = tokenOf(guard, seen.tags, tagGuards)
+      return prepared.id === undefined ? undefined : prepared
     },
 
-    async set (key, value, ttlSeconds, token) {
+    async set (key, value, ttlSeconds, token, own = []) {
+      const tags = withLevels(key, own)
       const guardTtl = ttlSeconds + GUARD_SLACK_SECONDS
       if (token === undefined) {
-        // A new current value: a new guard first, so that no fill in flight validates any more.
+        // A new current value: a new key guard, and the tags' guards as they are, both sent at
+        // once, so that an invalidation called after this set() reaches the server after them.
         const guard = newGuard()
-        await writeAll([['set', guardOf(key), guard, 'EX', guardTtl], ['set', key, tagged(guard, value), 'EX', ttlSeconds]])
+        const guardWrite = writeAll([['set', guardOf(key), guard, 'EX', guardTtl]])
+        const tagGuards = Promise.all(tags.map((tag) => createOrRead(tagKey(tag), TAG_GUARD_SECONDS)))
+        tagGuards.catch(() => {}) // awaited below
+        await guardWrite
+        const current = await tagGuards
+        // A tag invalidated in between: this value is gone with it.
+        if (current.some((g) => g === undefined)) return
+        await writeAll([['set', key, stamped({ guard, tags: tags.map((tag, i) => [tag, current[i] as string]) }, value), 'EX', ttlSeconds]])
         return
       }
-      if (token === null || token.id === undefined) return
+      const seen = token as RedisToken | null
+      if (seen === null || seen.id === undefined || seen.guard === undefined) return
+      const stamp = { guard: seen.guard, tags: seen.tags.map((tag, i) => [tag, seen.tagGuards[i] as string] as const) }
       // EXPIRE never creates: a guard an invalidation deleted meanwhile stays deleted.
-      await writeAll([['set', key, tagged(token.id, value), 'EX', ttlSeconds], ['expire', guardOf(key), guardTtl]])
+      await writeAll([['set', key, stamped(stamp, value), 'EX', ttlSeconds], ['expire', guardOf(key), guardTtl]])
+    },
+
+    async invalidateTags (tags) {
+      await unlinkGuards(tags.map(tagKey))
     },
 
     async add (key, value, ttlSeconds) {
@@ -222,13 +298,20 @@ export function createRedisStore (options: RedisOptions | undefined, ctx: StoreC
       const { value, token } = await read(key)
       if (value === undefined) return false
       const moved = await client.expire(key, seconds)
-      if (token?.id !== undefined) await client.expire(guardOf(key), seconds + GUARD_SLACK_SECONDS)
+      if ((token as RedisToken).guard !== undefined) await client.expire(guardOf(key), seconds + GUARD_SLACK_SECONDS)
       return moved === 1
     },
 
     deletePattern,
 
     async clear (prefix) {
+      const level = prefix.slice(root.length)
+      // A namespace: its level guard goes, and every entry under it with it, whatever their
+      // number; they age out. Everything (or a level deeper than any key records): scanned.
+      if (prefix.startsWith(root) && level.length > 0 && level.endsWith(':') && level.split(':').length - 1 <= MAX_LEVELS) {
+        await unlinkGuards([tagKey(LEVEL + level)])
+        return
+      }
       await deletePattern(escapeGlob(prefix) + '*')
     },
 

@@ -48,8 +48,12 @@ export interface Store {
   /** The stored bytes, or undefined when the key is missing, expired or invalidated. */
   get (key: string): Promise<Buffer | undefined>
 
-  /** `get`, with the token a conditional `set` of the key needs (one round trip). */
-  read (key: string): Promise<Read>
+  /**
+   * `get`, with the token a conditional `set` of the key needs (one round trip). `tags`: the
+   * tags a fill of this key will carry; their guards are read with the entry (an entry that
+   * carries other tags costs a second round trip to check theirs).
+   */
+  read (key: string, tags?: readonly string[]): Promise<Read>
 
   /**
    * Makes a read's token writable before the work whose result will be stored starts: creates
@@ -71,7 +75,14 @@ export interface Store {
    * token's read (a fill); without one it is written as the key's new current value, and fills
    * in flight on any instance will not replace it with older data.
    */
-  set (key: string, value: Buffer, ttlSeconds: number, token?: Token | null): Promise<void>
+  set (key: string, value: Buffer, ttlSeconds: number, token?: Token | null, tags?: readonly string[]): Promise<void>
+
+  /**
+   * Every entry carrying one of the tags is gone (unreachable at once, whatever their number:
+   * the tag's guard is deleted, nothing is scanned). Fills in flight that read the old guard
+   * write entries that are never served.
+   */
+  invalidateTags (tags: readonly string[]): Promise<void>
 
   /**
    * Store only when the key does not exist; resolves whether it was stored. A marker (leases),
