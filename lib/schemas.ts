@@ -108,7 +108,7 @@ export const RouteCacheConfigSchema = Type.Object({
   /** Mutations: tag templates invalidated after a 2xx. */
   invalidateTags: Type.Optional(Type.Array(TagTemplate)),
   /** Mutations: namespace templates (`'user_{ownerId}_widgets'`) cleared after a 2xx. */
-  invalidateNamespaces: Type.Optional(Type.Array(Type.String({ minLength: 1, pattern: '^[^:]+$' }))),
+  invalidateNamespaces: Type.Optional(Type.Array(Type.String({ minLength: 1, pattern: '^[^:]+$', description: "a non-empty namespace template without ':'" }))),
 }, { additionalProperties: false })
 
 export type BackendKind = Static<typeof BackendKindSchema>

@@ -61,6 +61,8 @@ function describe (schema: TSchema): string {
       return bounds ? `${noun} ${bounds}` : noun
     }
     case 'String':
+      // A schema can say in words what its pattern means.
+      if (typeof schema.description === 'string') return schema.description
       if (schema.pattern === '^/') return "a string starting with '/'"
       if (schema.pattern) return 'a valid header name'
       return schema.minLength ? 'a non-empty string' : 'a string'

@@ -70,3 +70,13 @@ t.test('a route without config.cache carries no hook of ours', async (t) => {
   const res = await app.inject('/plain')
   t.equal(res.headers['x-cache'], undefined)
 })
+
+t.test('invalidateNamespaces and tags errors say what a namespace or a tag must be', async (t) => {
+  const { app } = await withCache()
+  t.teardown(() => app.close())
+  const error = (fn: () => unknown): Error | undefined => { try { fn() } catch (err) { return err as Error } }
+  const bad = error(() => app.patch('/ns', { config: { cache: { keyPrefix: 'x', invalidateNamespaces: ['a:b'] } } }, async () => ({})))
+  t.equal(bad?.message, "config.cache of PATCH /ns: invalidateNamespaces[0]: expected a non-empty namespace template without ':', got 'a:b'")
+  const tag = error(() => app.get('/tag', { config: { cache: { keyPrefix: 'x', tags: ['ok', 7 as unknown as string] } } }, async () => ({})))
+  t.match(tag?.message, /^config\.cache of GET \/tag: tags\[1\]: expected /)
+})

@@ -15,7 +15,7 @@ type Spec = ResolvedOptions['backends'] extends Map<string, infer S> ? S : never
  */
 export function createStore (spec: Spec, opts: ResolvedOptions, fastify: FastifyInstance): ManagedStore {
   if (spec.backend === 'memory') return new MemoryStore(spec.memory)
-  const ctx: StoreContext = { keyPrefix: opts.keyPrefix, operationTimeout: opts.operationTimeout, log: fastify.log }
+  const ctx: StoreContext = { keyPrefix: opts.keyPrefix, operationTimeout: opts.operationTimeout, maxExpiration: opts.maxExpiration, log: fastify.log }
   const primary: Store = spec.backend === 'redis'
     ? createRedisStore(spec.redis, { ...ctx, fastify })
     : createMemcachedStore(spec.memcached, ctx)

@@ -6,14 +6,18 @@ import { randomBytes } from 'node:crypto'
  * losing a guard only costs a miss. Key guards outlive the entries they validate by GUARD_SLACK
  * (a fill extends its key's guard along with writing the entry), so that an entry is not cut
  * short by its own guard expiring. Tag guards are shared by many entries: they live
- * TAG_GUARD_SECONDS from their creation and are never extended.
+ * tagGuardSeconds() from their creation and are never extended.
  */
 
 /** Characters of a guard value (hex of 8 random bytes). */
 export const GUARD_LENGTH = 16
 export const GUARD_SLACK_SECONDS = 60
-/** Past the longest expiration (maxExpiration) an entry may have, by default one day. */
-export const TAG_GUARD_SECONDS = 8 * 24 * 60 * 60
+/** At least this, and past the longest expiration (maxExpiration) an entry may have. */
+const TAG_GUARD_SECONDS = 8 * 24 * 60 * 60
+
+export function tagGuardSeconds (maxExpiration = 0): number {
+  return Math.max(TAG_GUARD_SECONDS, maxExpiration + GUARD_SLACK_SECONDS)
+}
 
 export function newGuard (): string {
   return randomBytes(GUARD_LENGTH / 2).toString('hex')

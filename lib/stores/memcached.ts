@@ -3,7 +3,7 @@ import { BackendUnavailableError, InvalidRequestError, PatternMatchingNotSupport
 import { InFlight } from '../in-flight.js'
 import type { MemcachedOptions } from '../schemas.js'
 import { writeEpoch } from './batch-writes.js'
-import { GUARD_LENGTH, GUARD_SLACK_SECONDS, newGuard, sameTags, stampValid, TAG_GUARD_SECONDS, type Stamp } from './guards.js'
+import { GUARD_LENGTH, GUARD_SLACK_SECONDS, newGuard, sameTags, stampValid, tagGuardSeconds, type Stamp } from './guards.js'
 import { buildConnection, Op, request, serverVersion, Status } from './memcached-client.js'
 import { decodeEntry, encodeEntry, exptime, isLive, secondsLeft, storeExtras, type Entry } from './memcached-entry.js'
 import { KeySpace, MAX_LEVELS, newVersion, VERSION_PATTERN, type KeyInfo } from './memcached-keys.js'
@@ -65,6 +65,7 @@ const CONNECT_TIMEOUT_MS = 5000
 export function createMemcachedStore (options: MemcachedOptions | undefined, ctx: StoreContext): Store {
   const conn = buildConnection(options, ctx)
   const keys = new KeySpace(ctx.keyPrefix)
+  const tagTtl = tagGuardSeconds(ctx.maxExpiration)
   const guesses = new Map<string, string>()
   /** Version reads in flight: concurrent lookups of different keys in one namespace share them. */
   const versionReads = new InFlight<string | undefined, { clears: number, epoch: number }>()
@@ -240,7 +241,7 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
   }
 
   function createTagGuard (tag: string): Promise<string | undefined> {
-    return createOrRead(keys.tagKey(tag), newGuard(), storeExtras(TAG_GUARD_SECONDS), GUARD_PATTERN)
+    return createOrRead(keys.tagKey(tag), newGuard(), storeExtras(tagTtl), GUARD_PATTERN)
   }
 
   async function set (fullKey: string, value: Buffer, ttlSeconds: number, token?: Token | null, tags: readonly string[] = []): Promise<void> {

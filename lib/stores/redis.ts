@@ -3,7 +3,7 @@ import { Redis, type Cluster } from 'ioredis'
 import { BackendUnavailableError } from '../errors.js'
 import { compileGlob, escapeGlob, literalPrefix } from '../glob.js'
 import { batchWrites, sentNow } from './batch-writes.js'
-import { GUARD_SLACK_SECONDS, newGuard, sameTags, stamped, stampValid, TAG_GUARD_SECONDS, unstamp } from './guards.js'
+import { GUARD_SLACK_SECONDS, newGuard, sameTags, stamped, stampValid, tagGuardSeconds, unstamp } from './guards.js'
 import type { RedisOptions } from '../schemas.js'
 import type { Read, Store, StoreContext, Token } from './store.js'
 
@@ -56,6 +56,7 @@ export function createRedisStore (options: RedisOptions | undefined, ctx: StoreC
   // that no key of the plugin has.
   const tagKey = (tag: string): string => `${ctx.keyPrefix}:\u0000t:${tag}`
   const root = `${ctx.keyPrefix}:`
+  const tagTtl = tagGuardSeconds(ctx.maxExpiration)
 
   /**
    * Namespaces are tags every key carries implicitly: one per prefix level (`user_7_widgets:` of
@@ -229,7 +230,7 @@ export function createRedisStore (options: RedisOptions | undefined, ctx: StoreC
       const seen = token as RedisToken
       const [guard, ...tagGuards] = await Promise.all([
         seen.guard ?? createOrRead(guardOf(key), ttlSeconds + GUARD_SLACK_SECONDS),
-        ...seen.tags.map((tag, i) => seen.tagGuards[i] ?? createOrRead(tagKey(tag), TAG_GUARD_SECONDS)),
+        ...seen.tags.map((tag, i) => seen.tagGuards[i] ?? createOrRead(tagKey(tag), tagTtl)),
       ])
       const prepared = tokenOf(guard, seen.tags, tagGuards)
       return prepared.id === undefined ? undefined : prepared
@@ -243,7 +244,7 @@ export function createRedisStore (options: RedisOptions | undefined, ctx: StoreC
         // once, so that an invalidation called after this set() reaches the server after them.
         const guard = newGuard()
         const guardWrite = writeAll([['set', guardOf(key), guard, 'EX', guardTtl]])
-        const tagGuards = Promise.all(tags.map((tag) => createOrRead(tagKey(tag), TAG_GUARD_SECONDS)))
+        const tagGuards = Promise.all(tags.map((tag) => createOrRead(tagKey(tag), tagTtl)))
         tagGuards.catch(() => {}) // awaited below
         await guardWrite
         const current = await tagGuards

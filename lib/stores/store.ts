@@ -131,5 +131,7 @@ export interface StoreContext {
   keyPrefix: string
   /** ms; an operation slower than this is a failure. */
   operationTimeout: number
+  /** Seconds; the longest an entry may live (tag guards outlive it). */
+  maxExpiration?: number
   log: import('fastify').FastifyBaseLogger
 }
