@@ -27,7 +27,12 @@ interface Entry {
   bytes: number
   /** Its tags, each with the tag's generation when it was stored. */
   tags?: ReadonlyArray<readonly [string, number]>
+  /** `clears` when it was stored (or last found not cleared). */
+  born: number
 }
+
+/** Cleared prefixes remembered before a clear walks the map once and forgets them. */
+const MAX_CLEARED_PREFIXES = 1000
 
 // Each sweep tick checks at least this many entries, and enough that a whole pass over the
 // store takes about SWEEP_TICKS_PER_PASS ticks however large it is.
@@ -63,6 +68,13 @@ export class MemoryStore implements Store {
   private readonly tagGenerations = new Map<string, number>()
   private readonly tagUses = new Map<string, number>()
   private generation = 0
+  /**
+   * clear(prefix) in O(1) too: the prefix is remembered with a new count of clears, and an entry
+   * stored before it under that prefix is dead. The hit path pays one comparison
+   * (`entry.born === clears`) until the next clear.
+   */
+  private readonly cleared = new Map<string, number>()
+  private clears = 0
 
   constructor (options: MemoryStoreOptions) {
     this.maxEntries = positiveInteger('memory.maxEntries', options.maxEntries)
@@ -125,7 +137,7 @@ export class MemoryStore implements Store {
     for (const key of keys) {
       const entry = this.entries.get(key)
       if (entry === undefined) continue
-      if (entry.expiresAt > now) deleted++
+      if (this.alive(key, entry, now)) deleted++
       this.remove(key, entry)
     }
     return deleted
@@ -159,16 +171,20 @@ export class MemoryStore implements Store {
     // Deleting the current entry while iterating a Map is safe: iteration continues in order.
     for (const [key, entry] of this.entries) {
       if (!matches(key)) continue
-      if (entry.expiresAt > now) deleted++
+      if (this.alive(key, entry, now)) deleted++
       this.remove(key, entry)
     }
     return deleted
   }
 
   async clear (prefix: string): Promise<void> {
+    this.cleared.set(prefix, ++this.clears)
+    if (this.cleared.size <= MAX_CLEARED_PREFIXES) return
+    // Too many to look up per entry: walk once, drop what they cover, and forget them.
     for (const [key, entry] of this.entries) {
-      if (key.startsWith(prefix)) this.remove(key, entry)
+      if (this.wasCleared(key, entry)) this.remove(key, entry)
     }
+    this.cleared.clear()
   }
 
   async ping (): Promise<boolean> {
@@ -179,6 +195,7 @@ export class MemoryStore implements Store {
     this.entries.clear()
     this.tagGenerations.clear()
     this.tagUses.clear()
+    this.cleared.clear()
     this.accountedBytes = 0
     this.stopSweep()
   }
@@ -187,9 +204,25 @@ export class MemoryStore implements Store {
   private live (key: string): Entry | undefined {
     const entry = this.entries.get(key)
     if (entry === undefined) return undefined
-    if (entry.expiresAt > Date.now() && (entry.tags === undefined || this.tagsCurrent(entry.tags))) return entry
+    if (this.alive(key, entry, Date.now())) return entry
     this.remove(key, entry)
     return undefined
+  }
+
+  private alive (key: string, entry: Entry, now: number): boolean {
+    return entry.expiresAt > now &&
+      (entry.tags === undefined || this.tagsCurrent(entry.tags)) &&
+      (entry.born === this.clears || !this.wasCleared(key, entry))
+  }
+
+  /** Whether a clear() since the entry was stored covers its key (checked prefix by prefix). */
+  private wasCleared (key: string, entry: Entry): boolean {
+    for (let colon = key.indexOf(':'); colon !== -1; colon = key.indexOf(':', colon + 1)) {
+      const at = this.cleared.get(key.slice(0, colon + 1))
+      if (at !== undefined && at > entry.born) return true
+    }
+    entry.born = this.clears
+    return false
   }
 
   private tagsCurrent (tags: ReadonlyArray<readonly [string, number]>): boolean {
@@ -207,7 +240,7 @@ export class MemoryStore implements Store {
     const bytes = value.byteLength + key.length * 2 + ENTRY_OVERHEAD_BYTES
     if (bytes > this.maxBytes) return false
 
-    const entry: Entry = { value, expiresAt: Date.now() + ttlSeconds * 1000, bytes }
+    const entry: Entry = { value, expiresAt: Date.now() + ttlSeconds * 1000, bytes, born: this.clears }
     if (tags.length > 0) {
       entry.tags = tags.map((tag) => [tag, this.tagGenerations.get(tag) ?? 0] as const)
       for (const tag of tags) this.tagUses.set(tag, (this.tagUses.get(tag) ?? 0) + 1)
@@ -274,7 +307,7 @@ export class MemoryStore implements Store {
         return
       }
       const [key, entry] = next.value
-      if (entry.expiresAt <= now) this.remove(key, entry)
+      if (!this.alive(key, entry, now)) this.remove(key, entry)
     }
   }
 }
