@@ -3,7 +3,7 @@ import type { FastifyRequest } from 'fastify'
 import type { ResponseEntry } from './codec.js'
 import { UNAVAILABLE, type Engine } from './engine.js'
 import { find, needsPrepare, prepareMiss, type LookupRoute } from './find.js'
-import type { Flight, Miss } from './request-state.js'
+import type { Flight, FlightResponse, Miss } from './request-state.js'
 import type { Token } from './stores/store.js'
 import { sameVariant } from './variants.js'
 
@@ -20,8 +20,8 @@ export class Flights {
   }
 
   lead (key: string, seq: number, token: Token | null): Flight {
-    let settle!: (entry: ResponseEntry | null) => void
-    const done = new Promise<ResponseEntry | null>((resolve) => { settle = resolve })
+    let settle!: (entry: FlightResponse | null) => void
+    const done = new Promise<FlightResponse | null>((resolve) => { settle = resolve })
     const flight: Flight = { seq, token, done, settle }
     // A leader that never reaches onSend (hijacked reply, hung handler) must not hold waiters.
     const timer = setTimeout(() => flight.settle(null), FLIGHT_TIMEOUT_MS)
@@ -54,7 +54,7 @@ function joinable (engine: Engine, flight: Flight, miss: Miss): boolean {
  * A GET that cannot join leads a new flight. HEAD requests join but never lead, since their
  * responses are not stored; nor does a miss whose response may not be stored.
  */
-export async function join (route: LookupRoute, request: FastifyRequest, miss: Miss): Promise<ResponseEntry | null> {
+export async function join (route: LookupRoute, request: FastifyRequest, miss: Miss): Promise<FlightResponse | null> {
   const { engine, flights } = route
   const current = flights.get(miss.key)
   if (current !== undefined && joinable(engine, current, miss)) {

@@ -1,4 +1,4 @@
-import type { onSendHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest, onSendHookHandler } from 'fastify'
 import { strongEtag, type ResponseEntry } from './codec.js'
 import type { Engine, ManagedStore } from './engine.js'
 import type { Token } from './stores/store.js'
@@ -19,28 +19,37 @@ export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<
     if (miss === null || miss === HIT || miss === BYPASS) return done(null, payload)
     request[kState] = null
     const headers = reply.getHeaders()
-    if (request.method !== 'GET' || !statusCodes.has(reply.statusCode) || !cacheablePayload(payload) || !cacheableHeaders(headers)) {
-      miss.flight?.settle(null)
+    const shareable = request.method === 'GET' && cacheablePayload(payload) && cacheableHeaders(headers)
+    if (!shareable || !statusCodes.has(reply.statusCode)) {
+      // An error is handed to the requests waiting on this fill, not stored: a failing origin
+      // runs once for all of them instead of once each. Anything else not stored may be
+      // personal or one-off (set-cookie, private, a stream): each waiter then runs the handler.
+      const shared = shareable && reply.statusCode >= 400 && miss.flight !== undefined
+      miss.flight?.settle(shared ? { ...responseEntry(request, reply, headers, payload, ''), notStored: true } : null)
       if (miss.lease === undefined) return done(null, payload)
       return release(engine, store, miss.lease).then(() => done(null, payload))
     }
-    const body = payload == null ? Buffer.alloc(0) : typeof payload === 'string' ? Buffer.from(payload) : payload as Buffer
-    const stored: Record<string, string> = {}
-    for (const name of STORED_HEADERS) {
-      const v = headers[name]
-      if (v !== undefined) stored[name] = Array.isArray(v) ? v.join(', ') : String(v)
-    }
     let etag = headers.etag as string | undefined
+    const entry = responseEntry(request, reply, headers, payload, etag ?? '')
     if (etag === undefined) {
-      etag = strongEtag(body)
+      etag = entry.etag = strongEtag(entry.body)
       reply.header('etag', etag)
     }
-    const entry: ResponseEntry = { kind: 'response', status: reply.statusCode, headers: stored, storedAt: Date.now(), etag, vary: responseVary(request, stored.vary), body }
     miss.flight?.settle(entry)
     persist(engine, store, miss, entry, expiration)
       .then(() => miss.lease === undefined ? undefined : release(engine, store, miss.lease))
       .then(() => done(null, payload), done)
   }
+}
+
+function responseEntry (request: FastifyRequest, reply: FastifyReply, headers: Record<string, unknown>, payload: unknown, etag: string): ResponseEntry {
+  const body = payload == null ? Buffer.alloc(0) : typeof payload === 'string' ? Buffer.from(payload) : payload as Buffer
+  const stored: Record<string, string> = {}
+  for (const name of STORED_HEADERS) {
+    const v = headers[name]
+    if (v !== undefined) stored[name] = Array.isArray(v) ? v.join(', ') : String(v)
+  }
+  return { kind: 'response', status: reply.statusCode, headers: stored, storedAt: Date.now(), etag, vary: responseVary(request, stored.vary), body }
 }
 
 /** Not an invalidation: the lease only tells other instances that a fill is under way. */

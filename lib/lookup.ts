@@ -31,12 +31,20 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
   }
   const missed = (request: FastifyRequest, reply: FastifyReply, miss: Miss, payload: unknown, done: DoneFn): void => {
     join(route, request, miss).then((entry) => {
+      if (entry?.notStored === true) return passOn(request, reply, entry)
       if (entry !== null) return hit(request, reply, entry)
       request[kState] = miss
       if (stats.enabled) { stats.misses++; route.counter.misses++ }
       if (header) reply.header(header, 'MISS')
       done(null, payload)
     }, done)
+  }
+  // The leader's error, not stored: this request waited for it instead of running the handler.
+  const passOn = (request: FastifyRequest, reply: FastifyReply, entry: ResponseEntry): void => {
+    request[kState] = HIT
+    if (stats.enabled) { stats.misses++; route.counter.misses++ }
+    if (header) reply.header(header, 'MISS')
+    reply.code(entry.status).headers(entry.headers).send(entry.body)
   }
   const uncached = (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: DoneFn): void => {
     bypass(engine, request, reply)

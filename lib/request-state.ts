@@ -33,14 +33,20 @@ export interface Miss {
 }
 export type RequestState = Miss | typeof HIT | typeof BYPASS | null
 
+/** What a fill hands its waiters: the stored entry, or an error response that was not stored. */
+export type FlightResponse = import('./codec.js').ResponseEntry & { notStored?: true }
+
 /** One in-process fill of a key: concurrent misses wait for its response instead of running. */
 export interface Flight {
   seq: number
   /** The leader's prepared token: only lookups that saw the same one may wait for its response. */
   token: Token | null
-  /** Resolves the stored entry, or null when the leader's response was not cacheable. */
-  done: Promise<import('./codec.js').ResponseEntry | null>
-  settle: (entry: import('./codec.js').ResponseEntry | null) => void
+  /**
+   * Resolves the stored entry, the leader's error response (not stored), or null when its
+   * response may not be shared (set-cookie, private, a stream...): each waiter then runs.
+   */
+  done: Promise<FlightResponse | null>
+  settle: (entry: FlightResponse | null) => void
 }
 
 /** The key whose token a miss holds (see Miss.token). */

@@ -35,20 +35,49 @@ for (const [name, options] of backends) {
     t.equal(responses.filter((r) => r.headers['x-cache'] === 'MISS').length, 1, 'one MISS, the rest served by the fill')
   })
 
-  t.test(`${name}: errors are not shared; waiters run the handler themselves`, async (t) => {
+  t.test(`${name}: 50 concurrent GETs of a cold key whose handler throws run it once; all get the error, nothing is stored`, async (t) => {
     const { app } = await withCache(await options(t))
     t.teardown(() => app.close())
     let calls = 0
     app.get('/err/:id', { config: { cache: { keyPrefix: 'err' } } }, async () => {
       calls++
-      await sleep(50)
+      await sleep(200)
       if (calls === 1) throw new Error('origin failed')
       return { ok: calls }
     })
-    const responses = await Promise.all(Array.from({ length: 20 }, () => app.inject('/err/1')))
-    t.equal(responses.filter((r) => r.statusCode === 500).length, 1, 'only the leader saw the error')
-    t.ok(responses.filter((r) => r.statusCode === 200).length === 19)
-    t.ok(calls > 1)
+    const responses = await Promise.all(Array.from({ length: 50 }, () => app.inject('/err/1')))
+    t.equal(calls, 1, 'one handler call for the 50 requests')
+    t.equal(responses.filter((r) => r.statusCode === 500).length, 50, 'every request got the error')
+    t.same(new Set(responses.map((r) => r.json().message)), new Set(['origin failed']))
+    t.ok(responses.every((r) => r.headers['x-cache'] === 'MISS' && r.headers.age === undefined), 'none of them claims to come from the cache')
+    t.equal(await app.cache.exists('err:1'), false, 'nothing stored')
+    const next = await app.inject('/err/1')
+    t.equal(calls, 2, 'the next request after the fill runs the handler afresh')
+    t.equal(next.statusCode, 200)
+    t.same(next.json(), { ok: 2 })
+  })
+
+  t.test(`${name}: a 503 is shared with the waiters too, but a response with set-cookie is not`, async (t) => {
+    const { app } = await withCache(await options(t))
+    t.teardown(() => app.close())
+    let calls = 0
+    app.get('/down/:id', { config: { cache: { keyPrefix: 'down' } } }, async (_request, reply) => {
+      calls++
+      await sleep(150)
+      return reply.code(503).send({ down: true })
+    })
+    let personal = 0
+    app.get('/me/:id', { config: { cache: { keyPrefix: 'me' } } }, async (_request, reply) => {
+      const session = ++personal
+      await sleep(150)
+      return reply.code(500).header('set-cookie', `session=${session}`).send({ session })
+    })
+    const down = await Promise.all(Array.from({ length: 20 }, () => app.inject('/down/1')))
+    t.equal(calls, 1)
+    t.ok(down.every((r) => r.statusCode === 503 && r.json().down === true))
+    const mine = await Promise.all(Array.from({ length: 5 }, () => app.inject('/me/1')))
+    t.equal(personal, 5, 'a response with set-cookie is never handed to another request')
+    t.equal(new Set(mine.map((r) => r.headers['set-cookie'])).size, 5)
   })
 
   t.test(`${name}: a slow GET racing a PATCH never brings pre-PATCH data back (real HTTP)`, async (t) => {
