@@ -412,3 +412,26 @@ t.test('SASL: wrong credentials reject promptly instead of hanging', async (t) =
   t.ok(Date.now() - started < 2000)
   t.equal(await cache.ping(), false)
 })
+
+t.test('a server that dies under deletes and writes: every call rejects, none leaves an unhandled rejection', async (t) => {
+  const s = await server(t)
+  const cache = await store(t, { servers: s.address })
+  await cache.set(`${cache.kind}-dies:a`, Buffer.from('v'), 60)
+  const unhandled: unknown[] = []
+  const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
+  process.on('unhandledRejection', onUnhandled)
+  t.teardown(() => { process.off('unhandledRejection', onUnhandled) })
+  await s.kill()
+  // The guard's get and delete, the entry's reads and writes: each fails on its own.
+  const calls = [
+    cache.delete([`${cache.kind}-dies:a`, `${cache.kind}-dies:b`]),
+    cache.set(`${cache.kind}-dies:c`, Buffer.from('v'), 60),
+    cache.read(`${cache.kind}-dies:a`, ['tag']),
+    cache.invalidateTags(['tag']),
+  ]
+  const results = await Promise.allSettled(calls)
+  t.ok(results.every((r) => r.status === 'rejected'), 'every call rejects (the caller fails open)')
+  // Requests pending on a dead connection fail by their deadline: wait past all of them.
+  await new Promise((resolve) => setTimeout(resolve, 4 * OPERATION_TIMEOUT + 200))
+  t.same(unhandled, [], 'no promise was left to reject unhandled (that would crash the app)')
+})

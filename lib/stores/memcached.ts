@@ -304,8 +304,9 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
     const guards = unique.map((fullKey) => {
       const guardKey = keys.guardKey(keys.describe(fullKey))
       if (guardKey === undefined) return undefined
-      const [guard, deleted] = [readRaw(guardKey, GUARD_PATTERN), send(Op.delete, guardKey)]
-      return deleted.then(async () => await guard)
+      const guard = readRaw(guardKey, GUARD_PATTERN)
+      guard.catch(() => {}) // awaited below, unless the delete fails first
+      return send(Op.delete, guardKey).then(async () => await guard)
     })
     // The guards are gone before this resolves (a mutation answers only after its invalidation).
     await Promise.all(guards)
