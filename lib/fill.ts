@@ -13,11 +13,26 @@ const STORED_HEADERS = ['content-type', 'content-encoding', 'content-language', 
  * the requests waiting on this fill. Callback style: hits (which Fastify also sends through
  * onSend) pass straight through without a promise.
  */
-export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<number>, expiration: number): onSendHookHandler {
+export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<number>, expiration: number, keepFor: number): onSendHookHandler {
   return function cacheFill (request, reply, payload, done) {
     const miss = request[kState]
     if (miss === null || miss === HIT || miss === BYPASS) return done(null, payload)
     request[kState] = null
+    // staleIfError: the expired entry answers instead of the handler's 5xx (a thrown error included).
+    if (miss.stale !== undefined && reply.statusCode >= 500) {
+      miss.flight?.settle(null)
+      const stale = miss.stale
+      if (engine.stats.enabled) engine.stats.stale++
+      reply.code(stale.status)
+      for (const name of Object.keys(reply.getHeaders())) if (name !== engine.opts.cacheHeader) reply.removeHeader(name)
+      reply.headers(stale.headers)
+      reply.header('age', Math.max(0, Math.floor((Date.now() - stale.storedAt) / 1000)))
+      reply.header('etag', stale.etag)
+      if (engine.opts.cacheHeader) reply.header(engine.opts.cacheHeader, 'STALE')
+      const served = stale.body
+      if (miss.lease === undefined) return done(null, served)
+      return release(engine, store, miss.lease).then(() => done(null, served))
+    }
     const headers = reply.getHeaders()
     const shareable = request.method === 'GET' && cacheablePayload(payload) && cacheableHeaders(headers)
     if (!shareable || !statusCodes.has(reply.statusCode)) {
@@ -31,12 +46,14 @@ export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<
     }
     let etag = headers.etag as string | undefined
     const entry = responseEntry(request, reply, headers, payload, etag ?? '')
+    // Only routes with a stale window mark when an entry turns stale: a hit elsewhere pays nothing.
+    if (keepFor > expiration) entry.freshUntil = entry.storedAt + expiration * 1000
     if (etag === undefined) {
       etag = entry.etag = strongEtag(entry.body)
       reply.header('etag', etag)
     }
     miss.flight?.settle(entry)
-    persist(engine, store, miss, entry, expiration)
+    persist(engine, store, miss, entry, keepFor)
       .then(() => miss.lease === undefined ? undefined : release(engine, store, miss.lease))
       .then(() => done(null, payload), done)
   }

@@ -17,6 +17,10 @@ export interface LookupRoute {
   /** Seconds a stored response lives (what a created guard must outlive). */
   expiration: number
   flights: import('./coalesce.js').Flights
+  /** ms after an entry's fresh time during which it is served STALE (and refreshed), or answers errors. */
+  stale: { whileRevalidate: number, ifError: number }
+  /** Routes with staleWhileRevalidate: runs their background refreshes. */
+  refresher?: import('./refresh.js').Refresher
 }
 
 /** The stored response for this request, or the miss to fill. */

@@ -19,7 +19,8 @@ const NO_TAGS: readonly string[] = []
  * calling `done` stops the lifecycle there even when an async onSend hook is still running.
  */
 export function makeLookup (route: LookupRoute): preParsingHookHandler {
-  const { engine, key, tags } = route
+  const { engine, key, tags, stale } = route
+  const refresher = route.refresher
   const header = engine.opts.cacheHeader
   const stats = engine.stats
   const prefix = engine.prefix
@@ -46,6 +47,34 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
     if (header) reply.header(header, 'MISS')
     reply.code(entry.status).headers(entry.headers).send(entry.body)
   }
+  // Within staleWhileRevalidate: the expired entry now, and one refresh in the background.
+  const serveStale = (request: FastifyRequest, reply: FastifyReply, k: string, entry: ResponseEntry): void => {
+    request[kState] = HIT
+    if (stats.enabled) { stats.stale++; route.counter.stale++ }
+    serve(reply, entry, request.headers['if-none-match'], header, 'STALE')
+    refresher?.refresh(request, k, entry)
+  }
+  /**
+   * A found entry: served fresh, or stale within staleWhileRevalidate; within staleIfError it
+   * becomes the miss's fallback (undefined: the request misses).
+   */
+  const found = (request: FastifyRequest, reply: FastifyReply, k: string, entry: ResponseEntry, miss: Miss): boolean => {
+    if (entry.freshUntil === undefined) {
+      hit(request, reply, entry)
+      return true
+    }
+    const now = Date.now()
+    if (now < entry.freshUntil) {
+      hit(request, reply, entry)
+      return true
+    }
+    if (now < entry.freshUntil + stale.whileRevalidate && refresher?.isRefresh(request) !== true) {
+      serveStale(request, reply, k, entry)
+      return true
+    }
+    if (now < entry.freshUntil + stale.ifError) miss.stale = entry
+    return false
+  }
   const uncached = (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: DoneFn): void => {
     bypass(engine, request, reply)
     done(null, payload)
@@ -68,13 +97,15 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
     if (syncStore !== undefined) {
       const seq = engine.invalidations
       const entry = engine.readNow(syncStore, k)
-      if (entry?.kind === 'response' && sameVariant(entry, request)) return hit(request, reply, entry)
-      return missed(request, reply, { key: k, seq, tags: t, token: null }, payload, done)
+      const miss: Miss = { key: k, seq, tags: t, token: null }
+      if (entry?.kind === 'response' && sameVariant(entry, request) && refresher?.isRefresh(request) !== true && found(request, reply, k, entry, miss)) return
+      return missed(request, reply, miss, payload, done)
     }
-    find(route, request, k, t).then((found) => {
-      if (found === UNAVAILABLE) return uncached(request, reply, payload, done)
-      if (found.entry !== undefined) return hit(request, reply, found.entry)
-      const miss = found.miss
+    find(route, request, k, t).then((result) => {
+      if (result === UNAVAILABLE) return uncached(request, reply, payload, done)
+      const miss = result.miss
+      // A refresh runs the handler whatever is stored (the refresher sent it for that).
+      if (result.entry !== undefined && (refresher === undefined || !refresher.isRefresh(request)) && found(request, reply, k, result.entry, miss)) return
       if (!needsPrepare(engine, miss)) return missed(request, reply, miss, payload, done)
       // The key's guard must exist before the handler reads anything (see Store#prepare).
       prepareMiss(route, miss).then((ok) => {

@@ -26,6 +26,8 @@ export interface Miss {
   root?: string
   variantSet?: string
   variant?: string
+  /** An expired entry within the route's staleIfError window: it answers a 5xx of the handler. */
+  stale?: import('./codec.js').ResponseEntry
   /** Set when this request leads a coalesced fill that others wait on. */
   flight?: Flight
   /** The cross-instance lease this request holds, released once its response is settled. */

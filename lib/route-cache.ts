@@ -6,6 +6,7 @@ import { compileExtras, compileNamespaces, compilePatterns, compileTags, isMutat
 import { compileKey, compileResourceId, type IdType } from './keys.js'
 import { Flights } from './coalesce.js'
 import { makeLookup } from './lookup.js'
+import { Refresher } from './refresh.js'
 import { RouteCacheConfigSchema, type RouteCacheConfig } from './schemas.js'
 import { validate } from './validate.js'
 
@@ -32,10 +33,16 @@ export function cacheRoutes (engine: Engine, unmatchable: string[]): (route: Rou
     if (methods.some(isMutation) && cfg.tags !== undefined) {
       throw new InvalidRequestError(`${where}: tags are for GET routes (what their responses carry); a mutation invalidates them with invalidateTags`)
     }
+    if (methods.some(isMutation) && (cfg.staleWhileRevalidate !== undefined || cfg.staleIfError !== undefined)) {
+      throw new InvalidRequestError(`${where}: staleWhileRevalidate and staleIfError are for GET routes`)
+    }
+    const stale = { whileRevalidate: (cfg.staleWhileRevalidate ?? 0) * 1000, ifError: (cfg.staleIfError ?? 0) * 1000 }
     const expiration = cfg.expiration ?? engine.opts.defaultExpiration
     if (expiration > engine.opts.maxExpiration) {
       throw new CacheConfigurationError(`${where}: expiration: ${expiration} is above maxExpiration (${engine.opts.maxExpiration})`)
     }
+    // An entry is kept for its expiration plus the larger stale window.
+    const keepFor = expiration + Math.max(cfg.staleWhileRevalidate ?? 0, cfg.staleIfError ?? 0)
     if (!engine.opts.backends.has(cfg.backendName ?? '')) {
       throw new CacheConfigurationError(`${where}: backendName: '${cfg.backendName}' is not one of the configured backends`)
     }
@@ -53,8 +60,8 @@ export function cacheRoutes (engine: Engine, unmatchable: string[]): (route: Rou
     if (reads) {
       const counter = engine.stats.route(typeof cfg.keyPrefix === 'string' ? cfg.keyPrefix : route.url)
       const vary = cfg.vary?.map((h) => h.toLowerCase()) ?? []
-      route.preParsing = appendHook(route.preParsing, makeLookup({ engine, store, key, tags, counter, vary, expiration, flights }))
-      if (methods.includes('GET')) route.onSend = appendHook(route.onSend, makeFill(engine, store, new Set(cfg.statusCodes ?? [200]), expiration))
+      route.preParsing = appendHook(route.preParsing, makeLookup({ engine, store, key, tags, counter, vary, expiration: keepFor, flights, stale, refresher: stale.whileRevalidate > 0 ? new Refresher(engine, store, vary) : undefined }))
+      if (methods.includes('GET')) route.onSend = appendHook(route.onSend, makeFill(engine, store, new Set(cfg.statusCodes ?? [200]), expiration, keepFor))
     }
     if (methods.some(isMutation)) {
       if (patterns.length > 0 && !store.patterns) unmatchable.push(`${methods.join(',')} ${route.url}`)

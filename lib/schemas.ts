@@ -107,6 +107,10 @@ export const RouteCacheConfigSchema = Type.Object({
   tags: Type.Optional(Type.Array(TagTemplate, { maxItems: MAX_ROUTE_TAGS })),
   /** Mutations: tag templates invalidated after a 2xx. */
   invalidateTags: Type.Optional(Type.Array(TagTemplate)),
+  /** GET routes: seconds after `expiration` during which the expired entry is served (STALE) while one refresh runs. */
+  staleWhileRevalidate: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** GET routes: seconds after `expiration` during which the expired entry answers instead of an error (5xx, thrown). */
+  staleIfError: Type.Optional(Type.Integer({ minimum: 0 })),
   /** Mutations: namespace templates (`'user_{ownerId}_widgets'`) cleared after a 2xx. */
   invalidateNamespaces: Type.Optional(Type.Array(Type.String({ minLength: 1, pattern: '^[^:]+$', description: "a non-empty namespace template without ':'" }))),
 }, { additionalProperties: false })

@@ -6,9 +6,9 @@ import { BYPASS, kState } from './request-state.js'
 const NOT_MODIFIED_HEADERS = ['cache-control', 'vary', 'last-modified']
 
 /** Replies from a stored entry: the handler does not run. */
-export function serve (reply: FastifyReply, entry: ResponseEntry, ifNoneMatch: string | undefined, header: string | false): void {
+export function serve (reply: FastifyReply, entry: ResponseEntry, ifNoneMatch: string | undefined, header: string | false, outcome = 'HIT'): void {
   const age = Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1000))
-  if (header) reply.header(header, 'HIT')
+  if (header) reply.header(header, outcome)
   reply.header('age', age)
   reply.header('etag', entry.etag)
   if (ifNoneMatch !== undefined && etagMatches(ifNoneMatch, entry.etag)) {

@@ -9,10 +9,12 @@ export interface CacheStats {
   deletes: number
   errors: number
   bypasses: number
-  routes: Record<string, { hits: number, misses: number }>
+  /** Expired responses served within a route's stale window (`x-cache: STALE`). */
+  stale: number
+  routes: Record<string, { hits: number, misses: number, stale: number }>
 }
 
-export interface RouteCounter { hits: number, misses: number }
+export interface RouteCounter { hits: number, misses: number, stale: number }
 
 /**
  * Plain counters: incremented on the hot path, so no maps, no allocation. Each route holds its
@@ -26,6 +28,7 @@ export class Stats {
   deletes = 0
   errors = 0
   bypasses = 0
+  stale = 0
   readonly #routes = new Map<string, RouteCounter>()
 
   constructor (enabled: boolean) {
@@ -35,7 +38,7 @@ export class Stats {
   route (label: string): RouteCounter {
     let counter = this.#routes.get(label)
     if (counter === undefined) {
-      counter = { hits: 0, misses: 0 }
+      counter = { hits: 0, misses: 0, stale: 0 }
       this.#routes.set(label, counter)
     }
     return counter
@@ -43,7 +46,7 @@ export class Stats {
 
   snapshot (backend: string, fallbackActive: boolean): CacheStats {
     const routes: CacheStats['routes'] = {}
-    for (const [label, c] of this.#routes) routes[label] = { hits: c.hits, misses: c.misses }
+    for (const [label, c] of this.#routes) routes[label] = { hits: c.hits, misses: c.misses, stale: c.stale }
     const looked = this.hits + this.misses
     return {
       backend,
@@ -55,12 +58,13 @@ export class Stats {
       deletes: this.deletes,
       errors: this.errors,
       bypasses: this.bypasses,
+      stale: this.stale,
       routes,
     }
   }
 
   reset (): void {
-    this.hits = this.misses = this.sets = this.deletes = this.errors = this.bypasses = 0
-    for (const c of this.#routes.values()) c.hits = c.misses = 0
+    this.hits = this.misses = this.sets = this.deletes = this.errors = this.bypasses = this.stale = 0
+    for (const c of this.#routes.values()) c.hits = c.misses = c.stale = 0
   }
 }

@@ -131,7 +131,7 @@ t.test('statistics: global and per route, hitRate, reset; off when statistics is
   const s = app.cache.stats()
   t.match(s, { backend: 'memory', fallbackActive: false, hits: 2, misses: 2, sets: 1, deletes: 1, errors: 0, bypasses: 0 })
   t.equal(s.hitRate, 0.5)
-  t.same(s.routes, { w: { hits: 2, misses: 1 } })
+  t.same(s.routes, { w: { hits: 2, misses: 1, stale: 0 } })
   app.cache.resetStats()
   t.match(app.cache.stats(), { hits: 0, misses: 0, hitRate: 0, sets: 0, routes: { w: { hits: 0, misses: 0 } } })
 

@@ -1,0 +1,65 @@
+import { randomBytes } from 'node:crypto'
+import type { FastifyRequest } from 'fastify'
+import type { ResponseEntry } from './codec.js'
+import type { Engine, ManagedStore } from './engine.js'
+
+/** The header that marks the plugin's own refresh requests (with a per-process secret). */
+export const REFRESH_HEADER = 'x-fastify-server-cache-refresh'
+const MARK = Buffer.from('refresh')
+/** Seconds a refresh holds its key across instances (longer refreshes may overlap). */
+const REFRESH_HOLD_SECONDS = 10
+
+/**
+ * staleWhileRevalidate: one background refresh per key. It runs the route as the request that
+ * found the entry stale would have (same URL, so the same params and query; the route's `vary`
+ * headers and those the response varied on), through `inject`, so that the app's hooks apply to
+ * it as to any request (authentication, rate limits). Its lookup skips what is stored and its
+ * fill writes with a token like any miss, so an invalidation that overtakes it wins. One per key
+ * in this process; across instances, one per key as long as `add` of its marker succeeds.
+ */
+export class Refresher {
+  readonly #secret = randomBytes(16).toString('hex')
+  readonly #running = new Set<string>()
+  readonly #engine: Engine
+  readonly #store: ManagedStore
+  readonly #vary: readonly string[]
+
+  constructor (engine: Engine, store: ManagedStore, vary: readonly string[]) {
+    this.#engine = engine
+    this.#store = store
+    this.#vary = vary
+  }
+
+  /** Whether the request is one of ours (the secret cannot be guessed by a client). */
+  isRefresh (request: FastifyRequest): boolean {
+    return request.headers[REFRESH_HEADER] === this.#secret
+  }
+
+  refresh (request: FastifyRequest, key: string, entry: ResponseEntry): void {
+    if (this.#running.has(key)) return
+    this.#running.add(key)
+    this.#run(request, key, entry)
+      .catch((err) => request.log.warn({ err, key }, `Cache refresh failed: ${(err as Error).message}`))
+      .finally(() => this.#running.delete(key))
+  }
+
+  async #run (request: FastifyRequest, key: string, entry: ResponseEntry): Promise<void> {
+    const engine = this.#engine
+    const store = this.#store
+    const mark = key + '|refresh'
+    if (!store.local) {
+      const taken = await engine.attempt('add', mark, false, () => store.add(mark, MARK, REFRESH_HOLD_SECONDS))
+      if (!taken) return
+    }
+    const headers: Record<string, string | string[]> = { [REFRESH_HEADER]: this.#secret }
+    for (const name of [...this.#vary, ...Object.keys(entry.vary ?? {})]) {
+      const value = request.headers[name]
+      if (value !== undefined) headers[name] = value
+    }
+    try {
+      await request.server.inject({ method: 'GET', url: request.url, headers })
+    } finally {
+      if (!store.local) await engine.attempt('delete', mark, 0, () => store.delete([mark]))
+    }
+  }
+}

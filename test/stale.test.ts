@@ -1,0 +1,89 @@
+import t from 'tap'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { ServerCacheOptions } from '../index.js'
+import { withCache } from './helpers/app.js'
+import { startMemcached } from './helpers/memcached-server.js'
+import { startRedisServer, waitFor, type Teardown } from './helpers/redis-server.js'
+
+const stores: Array<[string, (t: Teardown) => Promise<ServerCacheOptions>]> = [
+  ['memory', async () => ({})],
+  ['redis', async (t) => ({ backend: 'redis', redis: { url: (await startRedisServer(t)).url }, operationTimeout: 2000 })],
+  ['memcached', async (t) => {
+    const server = await startMemcached()
+    t.teardown(() => server.stop())
+    return { backend: 'memcached', memcached: { servers: server.address }, operationTimeout: 2000 }
+  }],
+]
+
+for (const [name, options] of stores) {
+  t.test(`${name}: within staleWhileRevalidate, 100 requests get the expired entry (STALE, true age) and one refresh runs`, async (t) => {
+    const { app } = await withCache(await options(t))
+    t.teardown(() => app.close())
+    let version = 1
+    let calls = 0
+    app.get('/doc/:id', { config: { cache: { keyPrefix: 'doc', expiration: 1, staleWhileRevalidate: 30 } } }, async () => {
+      calls++
+      await sleep(50)
+      return { version }
+    })
+    t.equal((await app.inject('/doc/1')).headers['x-cache'], 'MISS')
+    version = 2
+    await sleep(1100)
+    const burst = await Promise.all(Array.from({ length: 100 }, () => app.inject('/doc/1')))
+    t.ok(burst.every((r) => r.headers['x-cache'] === 'STALE' && r.json().version === 1), 'all STALE with the old data')
+    t.ok(burst.every((r) => Number(r.headers.age) >= 1), 'age is above the expiration')
+    t.equal(app.cache.stats().stale, 100, 'stale serves are counted')
+    t.equal(app.cache.stats().routes.doc.stale, 100)
+    await waitFor('the refresh', async () => (await app.inject('/doc/1')).headers['x-cache'] === 'HIT', 5000)
+    t.equal(calls, 2, 'one handler call for the fill, one for the refresh')
+    const after = await app.inject('/doc/1')
+    t.equal(after.headers['x-cache'], 'HIT')
+    t.same(after.json(), { version: 2 })
+  })
+
+  t.test(`${name}: within staleIfError, a thrown error or a 503 is answered from the expired entry; outside it, the error`, async (t) => {
+    const { app } = await withCache(await options(t))
+    t.teardown(() => app.close())
+    let mode: 'ok' | 'throw' | '503' = 'ok'
+    app.get('/doc/:id', { config: { cache: { keyPrefix: 'doc', expiration: 1, staleIfError: 2 } } }, async (_request, reply) => {
+      if (mode === 'throw') throw new Error('origin down')
+      if (mode === '503') return reply.code(503).send({ down: true })
+      return { version: 1 }
+    })
+    await app.inject('/doc/1')
+    await sleep(1100)
+    mode = 'throw'
+    const thrown = await app.inject('/doc/1')
+    t.equal(thrown.statusCode, 200)
+    t.equal(thrown.headers['x-cache'], 'STALE')
+    t.same(thrown.json(), { version: 1 })
+    mode = '503'
+    const unavailable = await app.inject('/doc/1')
+    t.equal(unavailable.statusCode, 200)
+    t.equal(unavailable.headers['x-cache'], 'STALE')
+    await sleep(2200)
+    const late = await app.inject('/doc/1')
+    t.equal(late.statusCode, 503, 'outside the window the error goes to the client')
+  })
+
+  t.test(`${name}: a PATCH within the stale windows makes the next GET a MISS with the new data, never STALE`, async (t) => {
+    const { app } = await withCache(await options(t))
+    t.teardown(() => app.close())
+    let version = 1
+    app.get('/doc/:id', { config: { cache: { keyPrefix: 'doc', expiration: 1, staleWhileRevalidate: 30, staleIfError: 30 } } }, async () => ({ version }))
+    app.patch('/doc/:id', { config: { cache: { keyPrefix: 'doc' } } }, async () => { version++; return { version } })
+    await app.inject('/doc/1')
+    await sleep(1100)
+    await app.inject({ method: 'PATCH', url: '/doc/1' })
+    const next = await app.inject('/doc/1')
+    t.equal(next.headers['x-cache'], 'MISS')
+    t.same(next.json(), { version: 2 })
+  })
+}
+
+t.test('stale options are for GET routes', async (t) => {
+  const { app } = await withCache()
+  t.teardown(() => app.close())
+  t.throws(() => app.patch('/x', { config: { cache: { keyPrefix: 'x', staleWhileRevalidate: 5 } } }, async () => ({})), /staleWhileRevalidate and staleIfError are for GET routes/)
+  t.throws(() => app.get('/y', { config: { cache: { keyPrefix: 'y', staleIfError: -1 } } }, async () => ({})), /staleIfError: expected an integer >= 0/)
+})
