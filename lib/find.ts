@@ -18,7 +18,7 @@ export interface LookupRoute {
   expiration: number
   flights: import('./coalesce.js').Flights
   /** ms after an entry's fresh time during which it is served STALE (and refreshed), or answers errors. */
-  stale: { whileRevalidate: number, ifError: number }
+  stale: { whileRevalidate: number, ifError: number, timeout?: number }
   /** Routes with staleWhileRevalidate: runs their background refreshes. */
   refresher?: import('./refresh.js').Refresher
 }

@@ -5,12 +5,15 @@ import { UNAVAILABLE, type ManagedStore } from './engine.js'
 import { find, needsPrepare, prepareMiss, type LookupRoute } from './find.js'
 import { KeyError } from './keys.js'
 import { HIT, kState, type Miss } from './request-state.js'
+import type { Refreshed, Refresher } from './refresh.js'
 import { bypass, serve } from './serve.js'
 import { sameVariant } from './variants.js'
 
 export type { LookupRoute } from './find.js'
 
 type DoneFn = (err?: Error | null, payload?: any) => void
+/** Headers of an injected response that describe its own connection, not the content. */
+const HOP_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date'])
 const NO_TAGS: readonly string[] = []
 
 /**
@@ -52,7 +55,32 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
     request[kState] = HIT
     if (stats.enabled) { stats.stale++; route.counter.stale++ }
     serve(reply, entry, request.headers['if-none-match'], header, 'STALE')
-    refresher?.refresh(request, k, entry)
+    refresher?.refresh(request, k, entry).catch(() => {})
+  }
+  /**
+   * staleTimeout: the handler runs as a refresh; its answer goes to the client if it comes in
+   * time and is not a 5xx, else the expired entry does. A late answer still lands in the store.
+   */
+  const timed = (request: FastifyRequest, reply: FastifyReply, k: string, entry: ResponseEntry, refresh: Refresher): void => {
+    request[kState] = HIT
+    let answered = false
+    const answer = (res: Refreshed | undefined): void => {
+      if (answered) return
+      answered = true
+      clearTimeout(timer)
+      if (res === undefined || res.statusCode >= 500) {
+        if (stats.enabled) { stats.stale++; route.counter.stale++ }
+        return serve(reply, entry, request.headers['if-none-match'], header, 'STALE')
+      }
+      if (stats.enabled) { stats.misses++; route.counter.misses++ }
+      for (const [name, value] of Object.entries(res.headers)) {
+        if (value !== undefined && !HOP_HEADERS.has(name)) reply.header(name, value)
+      }
+      if (header) reply.header(header, 'MISS')
+      reply.code(res.statusCode).send(res.body)
+    }
+    const timer = setTimeout(() => answer(undefined), stale.timeout)
+    refresh.refresh(request, k, entry).then(answer, () => answer(undefined))
   }
   /**
    * A found entry: served fresh, or stale within staleWhileRevalidate; within staleIfError it
@@ -72,7 +100,13 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
       serveStale(request, reply, k, entry)
       return true
     }
-    if (now < entry.freshUntil + stale.ifError) miss.stale = entry
+    if (now < entry.freshUntil + stale.ifError) {
+      if (stale.timeout !== undefined && refresher !== undefined) {
+        timed(request, reply, k, entry, refresher)
+        return true
+      }
+      miss.stale = entry
+    }
     return false
   }
   const uncached = (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: DoneFn): void => {

@@ -3,6 +3,13 @@ import type { FastifyRequest } from 'fastify'
 import type { ResponseEntry } from './codec.js'
 import type { Engine, ManagedStore } from './engine.js'
 
+/** A refresh's response, as inject gave it. */
+export interface Refreshed {
+  statusCode: number
+  headers: Record<string, string | string[] | number | undefined>
+  body: Buffer
+}
+
 /** The header that marks the plugin's own refresh requests (with a per-process secret). */
 export const REFRESH_HEADER = 'x-fastify-server-cache-refresh'
 const MARK = Buffer.from('refresh')
@@ -19,7 +26,7 @@ const REFRESH_HOLD_SECONDS = 10
  */
 export class Refresher {
   readonly #secret = randomBytes(16).toString('hex')
-  readonly #running = new Set<string>()
+  readonly #running = new Map<string, Promise<Refreshed | undefined>>()
   readonly #engine: Engine
   readonly #store: ManagedStore
   readonly #vary: readonly string[]
@@ -35,21 +42,31 @@ export class Refresher {
     return request.headers[REFRESH_HEADER] === this.#secret
   }
 
-  refresh (request: FastifyRequest, key: string, entry: ResponseEntry): void {
-    if (this.#running.has(key)) return
-    this.#running.add(key)
-    this.#run(request, key, entry)
-      .catch((err) => request.log.warn({ err, key }, `Cache refresh failed: ${(err as Error).message}`))
-      .finally(() => this.#running.delete(key))
+  /**
+   * The key's refresh: the one running in this process, or a new one. Resolves its response, or
+   * undefined when another instance refreshes the key or the refresh could not run (logged).
+   */
+  refresh (request: FastifyRequest, key: string, entry: ResponseEntry): Promise<Refreshed | undefined> {
+    let running = this.#running.get(key)
+    if (running === undefined) {
+      running = this.#run(request, key, entry)
+        .catch((err) => {
+          request.log.warn({ err, key }, `Cache refresh failed: ${(err as Error).message}`)
+          return undefined
+        })
+        .finally(() => this.#running.delete(key))
+      this.#running.set(key, running)
+    }
+    return running
   }
 
-  async #run (request: FastifyRequest, key: string, entry: ResponseEntry): Promise<void> {
+  async #run (request: FastifyRequest, key: string, entry: ResponseEntry): Promise<Refreshed | undefined> {
     const engine = this.#engine
     const store = this.#store
     const mark = key + '|refresh'
     if (!store.local) {
       const taken = await engine.attempt('add', mark, false, () => store.add(mark, MARK, REFRESH_HOLD_SECONDS))
-      if (!taken) return
+      if (!taken) return undefined
     }
     const headers: Record<string, string | string[]> = { [REFRESH_HEADER]: this.#secret }
     for (const name of [...this.#vary, ...Object.keys(entry.vary ?? {})]) {
@@ -57,7 +74,8 @@ export class Refresher {
       if (value !== undefined) headers[name] = value
     }
     try {
-      await request.server.inject({ method: 'GET', url: request.url, headers })
+      const response = await request.server.inject({ method: 'GET', url: request.url, headers })
+      return { statusCode: response.statusCode, headers: response.headers, body: response.rawPayload }
     } finally {
       if (!store.local) await engine.attempt('delete', mark, 0, () => store.delete([mark]))
     }

@@ -33,10 +33,13 @@ export function cacheRoutes (engine: Engine, unmatchable: string[]): (route: Rou
     if (methods.some(isMutation) && cfg.tags !== undefined) {
       throw new InvalidRequestError(`${where}: tags are for GET routes (what their responses carry); a mutation invalidates them with invalidateTags`)
     }
-    if (methods.some(isMutation) && (cfg.staleWhileRevalidate !== undefined || cfg.staleIfError !== undefined)) {
-      throw new InvalidRequestError(`${where}: staleWhileRevalidate and staleIfError are for GET routes`)
+    if (methods.some(isMutation) && (cfg.staleWhileRevalidate !== undefined || cfg.staleIfError !== undefined || cfg.staleTimeout !== undefined)) {
+      throw new InvalidRequestError(`${where}: staleWhileRevalidate, staleIfError and staleTimeout are for GET routes`)
     }
-    const stale = { whileRevalidate: (cfg.staleWhileRevalidate ?? 0) * 1000, ifError: (cfg.staleIfError ?? 0) * 1000 }
+    if (cfg.staleTimeout !== undefined && !(cfg.staleIfError !== undefined && cfg.staleIfError > 0)) {
+      throw new CacheConfigurationError(`${where}: staleTimeout: needs staleIfError (the window in which a slow handler is answered from the expired entry)`)
+    }
+    const stale = { whileRevalidate: (cfg.staleWhileRevalidate ?? 0) * 1000, ifError: (cfg.staleIfError ?? 0) * 1000, timeout: cfg.staleTimeout }
     const expiration = cfg.expiration ?? engine.opts.defaultExpiration
     if (expiration > engine.opts.maxExpiration) {
       throw new CacheConfigurationError(`${where}: expiration: ${expiration} is above maxExpiration (${engine.opts.maxExpiration})`)
@@ -60,7 +63,7 @@ export function cacheRoutes (engine: Engine, unmatchable: string[]): (route: Rou
     if (reads) {
       const counter = engine.stats.route(typeof cfg.keyPrefix === 'string' ? cfg.keyPrefix : route.url)
       const vary = cfg.vary?.map((h) => h.toLowerCase()) ?? []
-      route.preParsing = appendHook(route.preParsing, makeLookup({ engine, store, key, tags, counter, vary, expiration: keepFor, flights, stale, refresher: stale.whileRevalidate > 0 ? new Refresher(engine, store, vary) : undefined }))
+      route.preParsing = appendHook(route.preParsing, makeLookup({ engine, store, key, tags, counter, vary, expiration: keepFor, flights, stale, refresher: stale.whileRevalidate > 0 || stale.timeout !== undefined ? new Refresher(engine, store, vary) : undefined }))
       if (methods.includes('GET')) route.onSend = appendHook(route.onSend, makeFill(engine, store, new Set(cfg.statusCodes ?? [200]), expiration, keepFor))
     }
     if (methods.some(isMutation)) {

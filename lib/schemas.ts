@@ -111,6 +111,8 @@ export const RouteCacheConfigSchema = Type.Object({
   staleWhileRevalidate: Type.Optional(Type.Integer({ minimum: 0 })),
   /** GET routes: seconds after `expiration` during which the expired entry answers instead of an error (5xx, thrown). */
   staleIfError: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** GET routes with staleIfError: ms after which a slow handler is answered from the expired entry. */
+  staleTimeout: Type.Optional(Type.Integer({ minimum: 1 })),
   /** Mutations: namespace templates (`'user_{ownerId}_widgets'`) cleared after a 2xx. */
   invalidateNamespaces: Type.Optional(Type.Array(Type.String({ minLength: 1, pattern: '^[^:]+$', description: "a non-empty namespace template without ':'" }))),
 }, { additionalProperties: false })

@@ -66,6 +66,35 @@ for (const [name, options] of stores) {
     t.equal(late.statusCode, 503, 'outside the window the error goes to the client')
   })
 
+  t.test(`${name}: a handler slower than staleTimeout within staleIfError is answered from the expired entry; its late response is stored`, async (t) => {
+    const { app } = await withCache(await options(t))
+    t.teardown(() => app.close())
+    let version = 1
+    let delay = 0
+    app.get('/doc/:id', { config: { cache: { keyPrefix: 'doc', expiration: 1, staleIfError: 30, staleTimeout: 150 } } }, async () => {
+      const seen = version
+      await sleep(delay)
+      return { version: seen }
+    })
+    await app.inject('/doc/1')
+    await sleep(1100)
+    version = 2
+    delay = 1000
+    const started = Date.now()
+    const slow = await app.inject('/doc/1')
+    t.equal(slow.headers['x-cache'], 'STALE')
+    t.same(slow.json(), { version: 1 })
+    t.ok(Date.now() - started < 900, `answered before the handler finished (${Date.now() - started} ms)`)
+    await waitFor('the late response stored', async () => (await app.inject('/doc/1')).headers['x-cache'] === 'HIT', 5000)
+    t.same((await app.inject('/doc/1')).json(), { version: 2 }, 'the late response was stored as a refresh')
+    await sleep(1100)
+    delay = 0
+    version = 3
+    const quick = await app.inject('/doc/1')
+    t.equal(quick.headers['x-cache'], 'MISS', 'a handler within staleTimeout answers itself')
+    t.same(quick.json(), { version: 3 })
+  })
+
   t.test(`${name}: a PATCH within the stale windows makes the next GET a MISS with the new data, never STALE`, async (t) => {
     const { app } = await withCache(await options(t))
     t.teardown(() => app.close())
@@ -84,6 +113,37 @@ for (const [name, options] of stores) {
 t.test('stale options are for GET routes', async (t) => {
   const { app } = await withCache()
   t.teardown(() => app.close())
-  t.throws(() => app.patch('/x', { config: { cache: { keyPrefix: 'x', staleWhileRevalidate: 5 } } }, async () => ({})), /staleWhileRevalidate and staleIfError are for GET routes/)
+  t.throws(() => app.patch('/x', { config: { cache: { keyPrefix: 'x', staleWhileRevalidate: 5 } } }, async () => ({})), /staleWhileRevalidate, staleIfError and staleTimeout are for GET routes/)
   t.throws(() => app.get('/y', { config: { cache: { keyPrefix: 'y', staleIfError: -1 } } }, async () => ({})), /staleIfError: expected an integer >= 0/)
+  t.throws(() => app.get('/z', { config: { cache: { keyPrefix: 'z', staleTimeout: 100 } } }, async () => ({})), /staleTimeout: needs staleIfError/)
 })
+
+for (const [name, options] of stores.slice(1)) {
+  t.test(`${name}: two instances sharing the store run one refresh in total for a burst in the stale window`, async (t) => {
+    const shared = await options(t)
+    const keyPrefix = `stale-${Math.random().toString(36).slice(2)}`
+    let version = 1
+    let calls = 0
+    const instance = async () => {
+      const { app } = await withCache({ ...shared, keyPrefix })
+      t.teardown(() => app.close())
+      app.get('/doc/:id', { config: { cache: { keyPrefix: 'doc', expiration: 1, staleWhileRevalidate: 30 } } }, async () => {
+        calls++
+        await sleep(300)
+        return { version }
+      })
+      return app
+    }
+    const [a, b] = await Promise.all([instance(), instance()])
+    await a.inject('/doc/1')
+    t.equal((await b.inject('/doc/1')).headers['x-cache'], 'HIT', 'B reads what A stored')
+    version = 2
+    calls = 0
+    await sleep(1100)
+    const burst = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? a : b).inject('/doc/1')))
+    t.ok(burst.every((r) => r.headers['x-cache'] === 'STALE' && r.json().version === 1), 'all STALE on both instances')
+    await waitFor('the refresh', async () => (await b.inject('/doc/1')).headers['x-cache'] === 'HIT' && (await a.inject('/doc/1')).headers['x-cache'] === 'HIT', 5000)
+    t.equal(calls, 1, 'one refresh across both instances')
+    t.same((await a.inject('/doc/1')).json(), { version: 2 })
+  })
+}
