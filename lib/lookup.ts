@@ -15,6 +15,8 @@ type DoneFn = (err?: Error | null, payload?: any) => void
 /** Headers of an injected response that describe its own connection, not the content. */
 const HOP_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date'])
 const NO_TAGS: readonly string[] = []
+/** found() replied (fresh or stale): the lifecycle ends there. */
+const SERVED = Symbol('served')
 
 /**
  * The lookup runs as a callback-style `preParsing` hook: after every `onRequest` hook (rate
@@ -83,31 +85,25 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
     refresh.refresh(request, k, entry).then(answer, () => answer(undefined))
   }
   /**
-   * A found entry: served fresh, or stale within staleWhileRevalidate; within staleIfError it
-   * becomes the miss's fallback (undefined: the request misses).
+   * A found entry: served fresh, or stale within staleWhileRevalidate (SERVED). Within
+   * staleIfError it is returned, as the miss's fallback; past every window, undefined.
    */
-  const found = (request: FastifyRequest, reply: FastifyReply, k: string, entry: ResponseEntry, miss: Miss): boolean => {
-    if (entry.freshUntil === undefined) {
+  const found = (request: FastifyRequest, reply: FastifyReply, k: string, entry: ResponseEntry): typeof SERVED | ResponseEntry | undefined => {
+    const freshUntil = entry.freshUntil
+    // Routes without a stale window store no freshUntil: a hit costs no clock read.
+    let now = 0
+    if (freshUntil === undefined || (now = Date.now()) < freshUntil) {
       hit(request, reply, entry)
-      return true
+      return SERVED
     }
-    const now = Date.now()
-    if (now < entry.freshUntil) {
-      hit(request, reply, entry)
-      return true
-    }
-    if (now < entry.freshUntil + stale.whileRevalidate && refresher?.isRefresh(request) !== true) {
+    if (now < freshUntil + stale.whileRevalidate) {
       serveStale(request, reply, k, entry)
-      return true
+      return SERVED
     }
-    if (now < entry.freshUntil + stale.ifError) {
-      if (stale.timeout !== undefined && refresher !== undefined) {
-        timed(request, reply, k, entry, refresher)
-        return true
-      }
-      miss.stale = entry
-    }
-    return false
+    if (now >= freshUntil + stale.ifError) return undefined
+    if (stale.timeout === undefined || refresher === undefined) return entry
+    timed(request, reply, k, entry, refresher)
+    return SERVED
   }
   const uncached = (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: DoneFn): void => {
     bypass(engine, request, reply)
@@ -131,15 +127,19 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
     if (syncStore !== undefined) {
       const seq = engine.invalidations
       const entry = engine.readNow(syncStore, k)
-      const miss: Miss = { key: k, seq, tags: t, token: null }
-      if (entry?.kind === 'response' && sameVariant(entry, request) && refresher?.isRefresh(request) !== true && found(request, reply, k, entry, miss)) return
-      return missed(request, reply, miss, payload, done)
+      // A refresh runs the handler whatever is stored (the refresher sent it for that).
+      const seen = entry?.kind === 'response' && sameVariant(entry, request) && refresher?.isRefresh(request) !== true ? found(request, reply, k, entry) : undefined
+      if (seen === SERVED) return
+      return missed(request, reply, { key: k, seq, tags: t, token: null, stale: seen }, payload, done)
     }
     find(route, request, k, t).then((result) => {
       if (result === UNAVAILABLE) return uncached(request, reply, payload, done)
       const miss = result.miss
-      // A refresh runs the handler whatever is stored (the refresher sent it for that).
-      if (result.entry !== undefined && (refresher === undefined || !refresher.isRefresh(request)) && found(request, reply, k, result.entry, miss)) return
+      if (result.entry !== undefined && refresher?.isRefresh(request) !== true) {
+        const seen = found(request, reply, k, result.entry)
+        if (seen === SERVED) return
+        miss.stale = seen
+      }
       if (!needsPrepare(engine, miss)) return missed(request, reply, miss, payload, done)
       // The key's guard must exist before the handler reads anything (see Store#prepare).
       prepareMiss(route, miss).then((ok) => {
