@@ -36,6 +36,8 @@ export interface ResponseEntry {
   body: Buffer
   /** ms since epoch after which it is stale (its route's `expiration`); undefined: fresh until gone. */
   freshUntil?: number
+  /** ms of its staleWhileRevalidate and staleIfError windows, when its own Cache-Control shortened the route's. */
+  windows?: [number, number]
 }
 
 export interface ValueEntry { kind: 'value', value: unknown }
@@ -62,7 +64,7 @@ export class Codec {
    * decoded form is memoized, so compressing would only cost CPU on every miss.
    */
   encodeResponse (entry: Omit<ResponseEntry, 'kind'>, compress = true): Buffer {
-    const meta = Buffer.from(JSON.stringify({ s: entry.status, h: entry.headers, t: entry.storedAt, e: entry.etag, v: entry.vary, f: entry.freshUntil }))
+    const meta = Buffer.from(JSON.stringify({ s: entry.status, h: entry.headers, t: entry.storedAt, e: entry.etag, v: entry.vary, f: entry.freshUntil, w: entry.windows }))
     const [flag, body] = compress ? this.#maybeCompress(entry.body) : [0, entry.body]
     const out = exact([HEAD, meta, body], 7 + meta.length + body.length)
     out[2] = KIND_RESPONSE | flag
@@ -114,7 +116,7 @@ export class Codec {
         const meta = JSON.parse(buf.toString('utf8', 7, 7 + metaLength))
         if (typeof meta.s !== 'number' || typeof meta.h !== 'object' || typeof meta.e !== 'string') throw new CorruptEntryError('bad metadata')
         const raw = buf.subarray(7 + metaLength)
-        return { kind: 'response', status: meta.s, headers: meta.h, storedAt: meta.t, etag: meta.e, vary: meta.v ?? null, freshUntil: typeof meta.f === 'number' ? meta.f : undefined, body: compressed ? gunzipSync(raw) : raw }
+        return { kind: 'response', status: meta.s, headers: meta.h, storedAt: meta.t, etag: meta.e, vary: meta.v ?? null, freshUntil: typeof meta.f === 'number' ? meta.f : undefined, windows: Array.isArray(meta.w) ? meta.w : undefined, body: compressed ? gunzipSync(raw) : raw }
       }
       if (kind === KIND_VALUE) {
         const raw = buf.subarray(3)

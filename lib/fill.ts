@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest, onSendHookHandler } from 'fastify'
+import { responseLifetime, type Lifetime } from './cache-control.js'
 import { strongEtag, type ResponseEntry } from './codec.js'
 import type { Engine, ManagedStore } from './engine.js'
 import type { Token } from './stores/store.js'
@@ -13,7 +14,8 @@ const STORED_HEADERS = ['content-type', 'content-encoding', 'content-language', 
  * the requests waiting on this fill. Callback style: hits (which Fastify also sends through
  * onSend) pass straight through without a promise.
  */
-export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<number>, expiration: number, keepFor: number): onSendHookHandler {
+export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<number>, route: Lifetime): onSendHookHandler {
+  const windowed = route.whileRevalidate > 0 || route.ifError > 0
   return function cacheFill (request, reply, payload, done) {
     const miss = request[kState]
     if (miss === null || miss === HIT || miss === BYPASS) return done(null, payload)
@@ -35,11 +37,13 @@ export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<
     }
     const headers = reply.getHeaders()
     const shareable = request.method === 'GET' && cacheablePayload(payload) && cacheableHeaders(headers)
-    if (!shareable || !statusCodes.has(reply.statusCode)) {
-      // An error is handed to the requests waiting on this fill, not stored: a failing origin
-      // runs once for all of them instead of once each. Anything else not stored may be
-      // personal or one-off (set-cookie, private, a stream): each waiter then runs the handler.
-      const shared = shareable && reply.statusCode >= 400 && miss.flight !== undefined
+    const life = responseLifetime(headers['cache-control'], route)
+    if (!shareable || !statusCodes.has(reply.statusCode) || life.expiration === 0) {
+      // An error (or a response with no lifetime) is handed to the requests waiting on this fill,
+      // not stored: a failing origin runs once for all of them instead of once each. Anything
+      // else not stored may be personal or one-off (set-cookie, private, a stream): each waiter
+      // then runs the handler.
+      const shared = shareable && (reply.statusCode >= 400 || life.expiration === 0) && miss.flight !== undefined
       miss.flight?.settle(shared ? { ...responseEntry(request, reply, headers, payload, ''), notStored: true } : null)
       if (miss.lease === undefined) return done(null, payload)
       return release(engine, store, miss.lease).then(() => done(null, payload))
@@ -47,13 +51,16 @@ export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<
     let etag = headers.etag as string | undefined
     const entry = responseEntry(request, reply, headers, payload, etag ?? '')
     // Only routes with a stale window mark when an entry turns stale: a hit elsewhere pays nothing.
-    if (keepFor > expiration) entry.freshUntil = entry.storedAt + expiration * 1000
+    if (windowed) {
+      entry.freshUntil = entry.storedAt + life.expiration * 1000
+      if (life !== route) entry.windows = [life.whileRevalidate * 1000, life.ifError * 1000]
+    }
     if (etag === undefined) {
       etag = entry.etag = strongEtag(entry.body)
       reply.header('etag', etag)
     }
     miss.flight?.settle(entry)
-    persist(engine, store, miss, entry, keepFor)
+    persist(engine, store, miss, entry, life.expiration + Math.max(life.whileRevalidate, life.ifError))
       .then(() => miss.lease === undefined ? undefined : release(engine, store, miss.lease))
       .then(() => done(null, payload), done)
   }

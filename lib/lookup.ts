@@ -57,7 +57,7 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
     request[kState] = HIT
     if (stats.enabled) { stats.stale++; route.counter.stale++ }
     serve(reply, entry, request.headers['if-none-match'], header, 'STALE')
-    refresher?.refresh(request, k, entry).catch(() => {})
+    refresher?.refresh(request, k).catch(() => {})
   }
   /**
    * staleTimeout: the handler runs as a refresh; its answer goes to the client if it comes in
@@ -82,7 +82,7 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
       reply.code(res.statusCode).send(res.body)
     }
     const timer = setTimeout(() => answer(undefined), stale.timeout)
-    refresh.refresh(request, k, entry).then(answer, () => answer(undefined))
+    refresh.refresh(request, k).then(answer, () => answer(undefined))
   }
   /**
    * A found entry: served fresh, or stale within staleWhileRevalidate (SERVED). Within
@@ -96,11 +96,12 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
       hit(request, reply, entry)
       return SERVED
     }
-    if (now < freshUntil + stale.whileRevalidate) {
+    const windows = entry.windows
+    if (now < freshUntil + (windows === undefined ? stale.whileRevalidate : windows[0])) {
       serveStale(request, reply, k, entry)
       return SERVED
     }
-    if (now >= freshUntil + stale.ifError) return undefined
+    if (now >= freshUntil + (windows === undefined ? stale.ifError : windows[1])) return undefined
     if (stale.timeout === undefined || refresher === undefined) return entry
     timed(request, reply, k, entry, refresher)
     return SERVED

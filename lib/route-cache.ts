@@ -63,8 +63,8 @@ export function cacheRoutes (engine: Engine, unmatchable: string[]): (route: Rou
     if (reads) {
       const counter = engine.stats.route(typeof cfg.keyPrefix === 'string' ? cfg.keyPrefix : route.url)
       const vary = cfg.vary?.map((h) => h.toLowerCase()) ?? []
-      route.preParsing = appendHook(route.preParsing, makeLookup({ engine, store, key, tags, counter, vary, expiration: keepFor, flights, stale, refresher: stale.whileRevalidate > 0 || stale.timeout !== undefined ? new Refresher(engine, store, vary) : undefined }))
-      if (methods.includes('GET')) route.onSend = appendHook(route.onSend, makeFill(engine, store, new Set(cfg.statusCodes ?? [200]), expiration, keepFor))
+      route.preParsing = appendHook(route.preParsing, makeLookup({ engine, store, key, tags, counter, vary, expiration: keepFor, flights, stale, refresher: stale.whileRevalidate > 0 || stale.timeout !== undefined ? new Refresher(engine, store) : undefined }))
+      if (methods.includes('GET')) route.onSend = appendHook(route.onSend, makeFill(engine, store, new Set(cfg.statusCodes ?? [200]), { expiration, whileRevalidate: cfg.staleWhileRevalidate ?? 0, ifError: cfg.staleIfError ?? 0 }))
     }
     if (methods.some(isMutation)) {
       if (patterns.length > 0 && !store.patterns) unmatchable.push(`${methods.join(',')} ${route.url}`)

@@ -108,6 +108,56 @@ for (const [name, options] of stores) {
     t.equal(next.headers['x-cache'], 'MISS')
     t.same(next.json(), { version: 2 })
   })
+
+  t.test(`${name}: a refresh that an invalidation overtakes stores nothing`, async (t) => {
+    const { app } = await withCache(await options(t))
+    t.teardown(() => app.close())
+    let version = 1
+    let delay = 0
+    app.get('/doc/:id', { config: { cache: { keyPrefix: 'doc', expiration: 1, staleWhileRevalidate: 30 } } }, async () => {
+      const seen = version
+      await sleep(delay)
+      return { version: seen }
+    })
+    app.patch('/doc/:id', { config: { cache: { keyPrefix: 'doc' } } }, async () => { version++; return { version } })
+    await app.inject('/doc/1')
+    await sleep(1100)
+    version = 2
+    delay = 400
+    t.equal((await app.inject('/doc/1')).headers['x-cache'], 'STALE', 'the refresh starts; it reads version 2')
+    await sleep(100)
+    await app.inject({ method: 'PATCH', url: '/doc/1' })
+    delay = 0
+    await sleep(600)
+    const next = await app.inject('/doc/1')
+    t.equal(next.headers['x-cache'], 'MISS', 'the overtaken refresh stored nothing')
+    t.same(next.json(), { version: 3 })
+  })
+
+  t.test(`${name}: a refresh behind an onRequest auth hook runs with the original request's headers and client address`, async (t) => {
+    const { app } = await withCache(await options(t))
+    t.teardown(() => app.close())
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.headers.authorization !== 'Bearer good') return reply.code(401).send({ error: 'unauthorized' })
+    })
+    let version = 1
+    const seen: Array<{ auth?: string, ip: string, tenant?: string, conditional?: string }> = []
+    app.get('/doc/:id', { config: { cache: { keyPrefix: 'doc', expiration: 1, staleWhileRevalidate: 30 } } }, async (request) => {
+      seen.push({ auth: request.headers.authorization, ip: request.ip, tenant: request.headers['x-tenant'] as string, conditional: request.headers['if-none-match'] })
+      return { version }
+    })
+    const asClient = { remoteAddress: '10.1.2.3', headers: { authorization: 'Bearer good', 'x-tenant': 't1' } }
+    t.equal((await app.inject({ url: '/doc/1', ...asClient })).headers['x-cache'], 'MISS')
+    version = 2
+    await sleep(1100)
+    t.equal((await app.inject('/doc/1')).statusCode, 401, 'the hook still answers a client without credentials in the stale window')
+    const stale = await app.inject({ url: '/doc/1', ...asClient, headers: { ...asClient.headers, 'if-none-match': '"nope"' } })
+    t.equal(stale.headers['x-cache'], 'STALE')
+    await waitFor('the refresh', async () => (await app.inject({ url: '/doc/1', ...asClient })).headers['x-cache'] === 'HIT', 5000)
+    t.equal(seen.length, 2, 'the refresh passed the auth hook and ran the handler')
+    t.same(seen[1], { auth: 'Bearer good', ip: '10.1.2.3', tenant: 't1', conditional: undefined }, 'same credentials, headers and client address; no conditional header')
+    t.same((await app.inject({ url: '/doc/1', ...asClient })).json(), { version: 2 })
+  })
 }
 
 t.test('stale options are for GET routes', async (t) => {
