@@ -20,10 +20,9 @@ import { createDatabase } from './data.js'
 
 const DAY = 24 * 60 * 60
 
-// Ids are validated as canonical decimal strings, not coerced integers: the cache key is built
-// from the raw URL value in onRequest, before validation, so `/widgets/007` must be refused
-// (a 400 is never stored) rather than become a second copy of `/widgets/7` that no mutation of
-// widget 7 invalidates.
+// Ids are validated as canonical decimal strings: validation runs before the cache looks up, so
+// `/widgets/007` is refused with a 400 (never stored) rather than becoming a second copy of
+// `/widgets/7` that no mutation of widget 7 invalidates.
 const id = { type: 'string', pattern: '^[1-9][0-9]{0,8}$' }
 const widgetParams = { type: 'object', properties: { widgetId: id }, required: ['widgetId'] }
 const userParams = { type: 'object', properties: { userId: id }, required: ['userId'] }

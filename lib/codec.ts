@@ -75,10 +75,12 @@ export class Codec {
   }
 
   /** Throws a TypeError for values JSON cannot hold. */
-  encodeValue (value: unknown, compress = true): Buffer {
+  /** undefined when the serialized value is longer than `limit` bytes (it is then not stored). */
+  encodeValue (value: unknown, compress = true, limit = Infinity): Buffer | undefined {
     const json = JSON.stringify(value)
     if (json === undefined) throw new TypeError(`value: ${typeof value} cannot be stored (not representable in JSON)`)
     const raw = Buffer.from(json)
+    if (raw.length > limit) return undefined
     const [flag, body] = compress ? this.#maybeCompress(raw) : [0, raw]
     const out = exact([HEAD.subarray(0, 3), body], 3 + body.length)
     out[2] = KIND_VALUE | flag

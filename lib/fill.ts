@@ -9,8 +9,18 @@ import { responseVary, variantSet } from './variants.js'
 /** Headers safe to replay to another client; everything else a handler sets is not stored. */
 const STORED_HEADERS = ['content-type', 'content-encoding', 'content-language', 'content-disposition', 'cache-control', 'last-modified', 'link', 'location', 'vary']
 
+/** The GET route's first `onSend` hook: keeps a miss's payload before any encoder changes it. */
+export function capturePayload (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
+  const miss = request[kState]
+  if (miss !== null && miss !== HIT && miss !== BYPASS) {
+    miss.payload = payload
+    miss.encoded = reply.hasHeader('content-encoding')
+  }
+  done(null, payload)
+}
+
 /**
- * The GET route's `onSend` hook: stores a missed response when it may be shared, and hands it to
+ * The GET route's last `onSend` hook: stores a missed response when it may be shared, and hands it to
  * the requests waiting on this fill. Callback style: hits (which Fastify also sends through
  * onSend) pass straight through without a promise.
  */
@@ -35,8 +45,11 @@ export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<
       if (miss.lease === undefined) return done(null, served)
       return release(engine, store, miss.lease).then(() => done(null, served))
     }
-    const headers = reply.getHeaders()
-    const shareable = request.method === 'GET' && cacheablePayload(payload) && cacheableHeaders(headers)
+    let headers: Record<string, unknown> = reply.getHeaders()
+    // An encoder after the capture (compression): store what the handler made, unencoded.
+    const made = 'payload' in miss ? miss.payload : payload
+    if (made !== payload && miss.encoded === false && headers['content-encoding'] !== undefined) headers = unencoded(headers)
+    const shareable = request.method === 'GET' && cacheablePayload(made) && cacheableHeaders(headers)
     const life = responseLifetime(headers['cache-control'], route)
     if (!shareable || !statusCodes.has(reply.statusCode) || life.expiration === 0) {
       // An error (or a response with no lifetime) is handed to the requests waiting on this fill,
@@ -44,12 +57,13 @@ export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<
       // else not stored may be personal or one-off (set-cookie, private, a stream): each waiter
       // then runs the handler.
       const shared = shareable && (reply.statusCode >= 400 || life.expiration === 0) && miss.flight !== undefined
-      miss.flight?.settle(shared ? { ...responseEntry(request, reply, headers, payload, ''), notStored: true } : null)
+      miss.flight?.settle(shared ? { ...responseEntry(request, reply, headers, made, ''), notStored: true } : null)
       if (miss.lease === undefined) return done(null, payload)
       return release(engine, store, miss.lease).then(() => done(null, payload))
     }
     let etag = headers.etag as string | undefined
-    const entry = responseEntry(request, reply, headers, payload, etag ?? '')
+    const entry = responseEntry(request, reply, headers, made, etag ?? '')
+    if (entry.body.length > engine.opts.maxEntryBytes) return tooLarge(engine, store, request, miss, entry, payload, done)
     // Only routes with a stale window mark when an entry turns stale: a hit elsewhere pays nothing.
     if (windowed) {
       entry.freshUntil = entry.storedAt + life.expiration * 1000
@@ -64,6 +78,22 @@ export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<
       .then(() => miss.lease === undefined ? undefined : release(engine, store, miss.lease))
       .then(() => done(null, payload), done)
   }
+}
+
+/** Served, not stored; its waiters get it too (one handler call), as with an error response. */
+function tooLarge (engine: Engine, store: ManagedStore, request: FastifyRequest, miss: Miss, entry: ResponseEntry, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
+  request.log.debug({ key: miss.key, bytes: entry.body.length, maxEntryBytes: engine.opts.maxEntryBytes }, 'Response not cached: its body is larger than maxEntryBytes')
+  miss.flight?.settle({ ...entry, notStored: true })
+  if (miss.lease === undefined) return done(null, payload)
+  release(engine, store, miss.lease).then(() => done(null, payload), done)
+}
+
+/** The headers as they were before an encoder: no content-encoding, no vary on accept-encoding. */
+function unencoded (headers: Record<string, unknown>): Record<string, unknown> {
+  const { 'content-encoding': _encoding, vary, ...rest } = headers
+  if (vary === undefined) return rest
+  const kept = String(vary).split(',').map((v) => v.trim()).filter((v) => v !== '' && v.toLowerCase() !== 'accept-encoding')
+  return kept.length === 0 ? rest : { ...rest, vary: kept.join(', ') }
 }
 
 function responseEntry (request: FastifyRequest, reply: FastifyReply, headers: Record<string, unknown>, payload: unknown, etag: string): ResponseEntry {

@@ -1,7 +1,6 @@
 import type { FastifyRequest, onSendHookHandler } from 'fastify'
 import type { Engine, ManagedStore } from './engine.js'
 import { PatternMatchingNotSupportedError } from './errors.js'
-import { escapeGlob } from './glob.js'
 import { compileTemplate, encodeSegment, KeyError, lookup } from './keys.js'
 import type { RouteCacheConfig } from './schemas.js'
 
@@ -22,38 +21,35 @@ export type TagsOf = ((request: FastifyRequest) => string[]) | undefined
  */
 export function compileTags (templates: readonly string[] | undefined, where: string): TagsOf {
   if (templates === undefined || templates.length === 0) return undefined
-  const rendered = templates.map((t, i) => compileTemplate(t, `${where}[${i}]`).render)
-  const asIs = (s: string): string => {
-    if (s.includes('\0')) throw new KeyError('a tag value contains a NUL character')
-    return s
-  }
-  return (request) => rendered.map((render) => render(request, asIs))
+  const rendered = templates.map((t, i) => compileTemplate(t, `${where}[${i}]`, 'exact'))
+  return (request) => rendered.map((render) => render(request))
 }
 
 /** Namespace templates, filled like key templates (a value is one key segment). */
 export function compileNamespaces (templates: readonly string[] | undefined, where: string): KeysOf[] {
-  return (templates ?? []).map((t, i) => compileTemplate(t, `${where}[${i}]`).render)
+  return (templates ?? []).map((t, i) => compileTemplate(t, `${where}[${i}]`))
 }
 
-/** `toInvalidateExtra`: `{ prefixTemplate: idTemplate | fieldName | literal }`, compiled once. */
+/**
+ * `toInvalidateExtra`: `{ prefixTemplate: idTemplate | fieldName | literal }`, compiled once.
+ * Values are encoded exactly as in a GET route's key (`prefix:{id}` and a resource id give one
+ * spelling); a literal is template text, written as is, like the literal parts of a keyPrefix.
+ */
 export function compileExtras (cfg: RouteCacheConfig, where: string): KeysOf[] {
   return Object.entries(cfg.toInvalidateExtra ?? {}).map(([prefixTemplate, id]) => {
-    const prefix = compileTemplate(prefixTemplate, `${where}: toInvalidateExtra`).render
-    const idTemplate = id.includes('{') ? compileTemplate(id, `${where}: toInvalidateExtra.${prefixTemplate}`).render : null
+    const prefix = compileTemplate(prefixTemplate, `${where}: toInvalidateExtra`)
+    const idTemplate = compileTemplate(id, `${where}: toInvalidateExtra['${prefixTemplate}']`)
+    const bare = !id.includes('{')
     return (request: FastifyRequest) => {
-      const idValue = idTemplate !== null ? idTemplate(request) : encodeSegment(lookup(request, id) ?? id)
-      return prefix(request) + ':' + idValue
+      const field = bare ? lookup(request, id) : undefined
+      return prefix(request) + ':' + (field !== undefined ? encodeSegment(field) : idTemplate(request))
     }
   })
 }
 
-/** Placeholder values are escaped so that a user's `*` or `[` matches only itself. */
+/** Placeholder values are encoded and glob-escaped so that a user's `*` or `[` matches only itself. */
 export function compilePatterns (cfg: RouteCacheConfig, where: string): KeysOf[] {
-  const escape = (s: string): string => escapeGlob(encodeSegment(s))
-  return (cfg.patternToInvalidateExtra ?? []).map((p) => {
-    const { render } = compileTemplate(p, `${where}: patternToInvalidateExtra`)
-    return (request: FastifyRequest) => render(request, escape)
-  })
+  return (cfg.patternToInvalidateExtra ?? []).map((p) => compileTemplate(p, `${where}: patternToInvalidateExtra`, 'pattern'))
 }
 
 /** What a mutation route invalidates, compiled at registration. */

@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest, preParsingHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify'
 import type { ResponseEntry } from './codec.js'
 import { join } from './coalesce.js'
 import { UNAVAILABLE, type ManagedStore } from './engine.js'
@@ -11,7 +11,7 @@ import { sameVariant } from './variants.js'
 
 export type { LookupRoute } from './find.js'
 
-type DoneFn = (err?: Error | null, payload?: any) => void
+type DoneFn = (err?: Error) => void
 /** Headers of an injected response that describe its own connection, not the content. */
 const HOP_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date'])
 const NO_TAGS: readonly string[] = []
@@ -19,11 +19,13 @@ const NO_TAGS: readonly string[] = []
 const SERVED = Symbol('served')
 
 /**
- * The lookup runs as a callback-style `preParsing` hook: after every `onRequest` hook (rate
- * limits, authentication) whatever the registration order, and a hit that replies without
- * calling `done` stops the lifecycle there even when an async onSend hook is still running.
+ * The lookup runs as the route's last `preHandler` hook, callback style: after every `onRequest`
+ * hook (rate limits, authentication), schema validation, and every `preValidation` and
+ * `preHandler` hook (@fastify/auth's documented place), whatever the registration order, so a
+ * hit is refused or answered exactly as the handler's response would be. A hit that replies
+ * without calling `done` stops the lifecycle there, before the handler.
  */
-export function makeLookup (route: LookupRoute): preParsingHookHandler {
+export function makeLookup (route: LookupRoute): preHandlerHookHandler {
   const { engine, key, tags, stale } = route
   const refresher = route.refresher
   const header = engine.opts.cacheHeader
@@ -35,15 +37,30 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
     if (stats.enabled) { stats.hits++; route.counter.hits++ }
     serve(reply, entry, request.headers['if-none-match'], header)
   }
-  const missed = (request: FastifyRequest, reply: FastifyReply, miss: Miss, payload: unknown, done: DoneFn): void => {
+  const missed = (request: FastifyRequest, reply: FastifyReply, miss: Miss, done: DoneFn): void => {
     join(route, request, miss).then((entry) => {
       if (entry?.notStored === true) return passOn(request, reply, entry)
       if (entry !== null) return hit(request, reply, entry)
       request[kState] = miss
+      if (miss.flight !== undefined) reply.raw.once('close', () => abandoned(request, reply, miss))
       if (stats.enabled) { stats.misses++; route.counter.misses++ }
       if (header) reply.header(header, 'MISS')
-      done(null, payload)
+      done()
     }, done)
+  }
+  /**
+   * The connection closed before the fill ran: a hijacked reply or a handler writing to
+   * reply.raw (the response is complete, the fill will never run), or a client gone before its
+   * response (the fill may still run and store it). Either way its waiters run the handler
+   * themselves now, and other instances need not wait out its lease.
+   */
+  const abandoned = (request: FastifyRequest, reply: FastifyReply, miss: Miss): void => {
+    if (request[kState] !== miss) return
+    if (reply.raw.writableFinished) request[kState] = null
+    miss.flight?.settle(null)
+    const lease = miss.lease
+    miss.lease = undefined
+    if (lease !== undefined) engine.attempt('delete', lease, 0, () => route.store.delete([lease])).catch(() => {})
   }
   // The leader's error, not stored: this request waited for it instead of running the handler.
   const passOn = (request: FastifyRequest, reply: FastifyReply, entry: ResponseEntry): void => {
@@ -106,15 +123,15 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
     timed(request, reply, k, entry, refresher)
     return SERVED
   }
-  const uncached = (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: DoneFn): void => {
+  const uncached = (request: FastifyRequest, reply: FastifyReply, done: DoneFn): void => {
     bypass(engine, request, reply)
-    done(null, payload)
+    done()
   }
   // The memory store answers synchronously: a hit is served in the same tick, no promise.
   const store = route.store
   const syncStore = store.getSync !== undefined && route.vary.length === 0 ? store as ManagedStore & { getSync: (key: string) => Buffer | undefined } : undefined
 
-  return function cacheLookup (request, reply, payload, done) {
+  return function cacheLookup (request, reply, done) {
     let k: string
     let t: readonly string[]
     try {
@@ -123,7 +140,7 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
     } catch (err) {
       if (!(err instanceof KeyError)) return done(err as Error)
       request.log.warn({ reason: err.message }, `Cache key could not be built: ${err.message}; request runs uncached`)
-      return uncached(request, reply, payload, done)
+      return uncached(request, reply, done)
     }
     if (syncStore !== undefined) {
       const seq = engine.invalidations
@@ -131,21 +148,21 @@ export function makeLookup (route: LookupRoute): preParsingHookHandler {
       // A refresh runs the handler whatever is stored (the refresher sent it for that).
       const seen = entry?.kind === 'response' && sameVariant(entry, request) && refresher?.isRefresh(request) !== true ? found(request, reply, k, entry) : undefined
       if (seen === SERVED) return
-      return missed(request, reply, { key: k, seq, tags: t, token: null, stale: seen }, payload, done)
+      return missed(request, reply, { key: k, seq, tags: t, token: null, stale: seen }, done)
     }
     find(route, request, k, t).then((result) => {
-      if (result === UNAVAILABLE) return uncached(request, reply, payload, done)
+      if (result === UNAVAILABLE) return uncached(request, reply, done)
       const miss = result.miss
       if (result.entry !== undefined && refresher?.isRefresh(request) !== true) {
         const seen = found(request, reply, k, result.entry)
         if (seen === SERVED) return
         miss.stale = seen
       }
-      if (!needsPrepare(engine, miss)) return missed(request, reply, miss, payload, done)
+      if (!needsPrepare(engine, miss)) return missed(request, reply, miss, done)
       // The key's guard must exist before the handler reads anything (see Store#prepare).
       prepareMiss(route, miss).then((ok) => {
-        if (ok) missed(request, reply, miss, payload, done)
-        else uncached(request, reply, payload, done)
+        if (ok) missed(request, reply, miss, done)
+        else uncached(request, reply, done)
       }, done)
     }, done)
   }

@@ -10,6 +10,7 @@ export interface ResolvedOptions {
   maxExpiration: number
   keyPrefix: string
   compression: { enabled: boolean, threshold: number }
+  maxEntryBytes: number
   statistics: boolean
   fallback: 'memory' | 'none'
   operationTimeout: number
@@ -57,6 +58,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     defaultExpiration,
     maxExpiration,
     keyPrefix: options.keyPrefix ?? 'fastify-cache',
+    maxEntryBytes: options.maxEntryBytes ?? 5 * 1024 * 1024,
     compression: { enabled: options.compression?.enabled ?? true, threshold: options.compression?.threshold ?? 1024 },
     statistics: options.statistics ?? true,
     fallback: options.fallback ?? 'memory',

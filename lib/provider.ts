@@ -115,11 +115,17 @@ export function createProvider (engine: Engine): CacheProvider {
   }
 
   async function write (store: ManagedStore, key: string, value: unknown, ttl: number, token: Token | null | undefined, tags: readonly string[]): Promise<void> {
-    let buf: Buffer
+    let buf: Buffer | undefined
     try {
-      buf = codec.encodeValue(value, !store.local)
+      buf = codec.encodeValue(value, !store.local, opts.maxEntryBytes)
     } catch (err) {
       throw new InvalidRequestError((err as Error).message, { cause: err })
+    }
+    if (buf === undefined) {
+      engine.log.debug({ key, maxEntryBytes: opts.maxEntryBytes }, 'Value not cached: it is larger than maxEntryBytes')
+      // A set() of a new value leaves no older one behind; a fill (with a token) simply stores nothing.
+      if (token === undefined) await engine.remove(store, [key])
+      return
     }
     await engine.write(store, key, buf, ttl, token, tags)
   }

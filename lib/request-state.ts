@@ -28,6 +28,9 @@ export interface Miss {
   variant?: string
   /** An expired entry within the route's staleIfError window: it answers a 5xx of the handler. */
   stale?: import('./codec.js').ResponseEntry
+  /** The payload as the route's first onSend hook saw it, and whether it was already encoded then. */
+  payload?: unknown
+  encoded?: boolean
   /** Set when this request leads a coalesced fill that others wait on. */
   flight?: Flight
   /** The cross-instance lease this request holds, released once its response is settled. */

@@ -1,7 +1,7 @@
 import type { RouteOptions } from 'fastify'
 import type { Engine } from './engine.js'
 import { CacheConfigurationError, InvalidRequestError } from './errors.js'
-import { makeFill } from './fill.js'
+import { capturePayload, makeFill } from './fill.js'
 import { compileExtras, compileNamespaces, compilePatterns, compileTags, isMutation, makeInvalidate } from './invalidate.js'
 import { compileKey, compileResourceId, type IdType } from './keys.js'
 import { Flights } from './coalesce.js'
@@ -63,14 +63,26 @@ export function cacheRoutes (engine: Engine, unmatchable: string[]): (route: Rou
     if (reads) {
       const counter = engine.stats.route(typeof cfg.keyPrefix === 'string' ? cfg.keyPrefix : route.url)
       const vary = cfg.vary?.map((h) => h.toLowerCase()) ?? []
-      route.preParsing = appendHook(route.preParsing, makeLookup({ engine, store, key, tags, counter, vary, expiration: keepFor, flights, stale, refresher: stale.whileRevalidate > 0 || stale.timeout !== undefined ? new Refresher(engine, store) : undefined }))
-      if (methods.includes('GET')) route.onSend = appendHook(route.onSend, makeFill(engine, store, new Set(cfg.statusCodes ?? [200]), { expiration, whileRevalidate: cfg.staleWhileRevalidate ?? 0, ifError: cfg.staleIfError ?? 0 }))
+      route.preHandler = appendHook(route.preHandler, makeLookup({ engine, store, key, tags, counter, vary, expiration: keepFor, flights, stale, refresher: stale.whileRevalidate > 0 || stale.timeout !== undefined ? new Refresher(engine, store) : undefined }))
+      if (methods.includes('GET')) {
+        // The capture is the first of the route's onSend hooks, whatever the registration order:
+        // it keeps the payload as the handler made it, before a route-level encoder
+        // (@fastify/compress) turns it into a stream or one client's encoding. The fill is the
+        // last, so it sees every header the other hooks set (set-cookie, private...). A hit's
+        // payload then passes the same hooks as the miss's did: each client its own encoding.
+        route.onSend = prependHook(route.onSend, capturePayload)
+        route.onSend = appendHook(route.onSend, makeFill(engine, store, new Set(cfg.statusCodes ?? [200]), { expiration, whileRevalidate: cfg.staleWhileRevalidate ?? 0, ifError: cfg.staleIfError ?? 0 }))
+      }
     }
     if (methods.some(isMutation)) {
       if (patterns.length > 0 && !store.patterns) unmatchable.push(`${methods.join(',')} ${route.url}`)
       route.onSend = appendHook(route.onSend, makeInvalidate(engine, store, { own: key, extras, patterns, tags: invalidateTags, namespaces }))
     }
   }
+}
+
+function prependHook<T> (hooks: T | T[] | undefined, hook: T): T[] {
+  return hooks === undefined ? [hook] : Array.isArray(hooks) ? [hook, ...hooks] : [hook, hooks]
 }
 
 function appendHook<T> (hooks: T | T[] | undefined, hook: T): T[] {

@@ -67,6 +67,8 @@ export const PluginOptionsSchema = Type.Object({
   redis: Type.Optional(RedisOptionsSchema),
   memcached: Type.Optional(MemcachedOptionsSchema),
   memory: Type.Optional(MemoryOptionsSchema),
+  /** Bytes: a larger response body (or serialized provider value) is served but not stored. */
+  maxEntryBytes: Type.Optional(Type.Integer({ minimum: 1 })),
   compression: Type.Optional(Type.Object({
     enabled: Type.Optional(Type.Boolean()),
     threshold: Type.Optional(Type.Integer({ minimum: 0 })),

@@ -63,13 +63,16 @@ t.test('placeholder values are escaped in patterns: a user-supplied glob matches
   t.teardown(() => app.close())
   await app.cache.set('user_ann_widgets:page_1', 1)
   await app.cache.set('user_bob_widgets:page_1', 1)
+  // '*' is written %2A in a key, as a GET route with `user_{ownerId}_widgets:page_{page}` writes it.
+  await app.cache.set('user_%2A_widgets:page_1', 1)
   await app.cache.set('user_*_widgets:page_1', 1)
   await app.inject('/widgets/2')
   const res = await app.inject({ method: 'PATCH', url: '/widgets/2', payload: { name: 'x', ownerId: '*' } })
   t.equal(res.statusCode, 200)
   t.equal(await app.cache.exists('user_ann_widgets:page_1'), true)
   t.equal(await app.cache.exists('user_bob_widgets:page_1'), true)
-  t.equal(await app.cache.exists('user_*_widgets:page_1'), false, 'the literal key is deleted')
+  t.equal(await app.cache.exists('user_%2A_widgets:page_1'), false, "the key of ownerId '*' is deleted")
+  t.equal(await app.cache.exists('user_*_widgets:page_1'), true, 'a key no template builds for a value is not matched either')
 })
 
 t.test('a missing placeholder in an extra key skips that key with a warning, the rest still go', async (t) => {

@@ -1,0 +1,17 @@
+// npm test starts real redis-server and memcached processes; without them every store test
+// would fail one by one. Stop at once with one line that says how to install them.
+import { accessSync, constants } from 'node:fs'
+import { delimiter, join } from 'node:path'
+
+const onPath = (name) => (process.env.PATH ?? '').split(delimiter).some((dir) => {
+  try { accessSync(join(dir, name), constants.X_OK); return true } catch { return false }
+})
+const executable = (file) => { try { accessSync(file, constants.X_OK); return true } catch { return false } }
+
+const missing = []
+if (!onPath('redis-server')) missing.push('redis-server')
+if (!executable(process.env.MEMCACHED_BIN ?? '/usr/bin/memcached')) missing.push(`memcached (${process.env.MEMCACHED_BIN ?? '/usr/bin/memcached'})`)
+if (missing.length > 0) {
+  console.error(`npm test needs ${missing.join(' and ')}: run \`apt-get update && apt-get install -y redis-server memcached\` (as root on Debian/Ubuntu), or set MEMCACHED_BIN`)
+  process.exit(1)
+}
