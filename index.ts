@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import { Engine, type ManagedStore } from './lib/engine.js'
 import { managementRoutes } from './lib/management.js'
+import { CacheMetrics, label } from './lib/metrics.js'
 import { resolveOptions } from './lib/options.js'
 import { createProvider, type CacheProvider } from './lib/provider.js'
 import { kState } from './lib/request-state.js'
@@ -12,17 +13,20 @@ import { createStore } from './lib/stores/create.js'
 const plugin: FastifyPluginAsync<ServerCacheOptions> = async function serverCache (fastify, options) {
   const opts = resolveOptions(options)
 
+  // prom-client is loaded only when metrics are asked for.
+  const metrics = opts.metrics === false ? undefined : new CacheMetrics(await import('prom-client'), opts.metrics)
   const stores = new Map<string, ManagedStore>()
   fastify.addHook('onClose', async () => {
     await Promise.all([...stores.values()].map((s) => s.close()))
   })
   if (opts.enabled) {
-    for (const [name, spec] of opts.backends) stores.set(name, createStore(spec, opts, fastify))
+    for (const [name, spec] of opts.backends) stores.set(name, createStore(spec, opts, fastify, metrics?.observer(label(name, { kind: spec.backend }))))
     // Remote stores resolve connect() even when their server is down (start-up fallback).
     await Promise.all([...stores.values()].map((s) => s.connect()))
   }
 
   const engine = new Engine(opts, stores, fastify.log)
+  metrics?.attach(engine, stores)
   const cache = createProvider(engine)
   fastify.decorate('cache', cache)
   fastify.decorateRequest(kState, null)
@@ -32,7 +36,7 @@ const plugin: FastifyPluginAsync<ServerCacheOptions> = async function serverCach
     if (unmatchable.length === 0) return
     fastify.log.warn({ routes: unmatchable }, `Cache: patternToInvalidateExtra cannot work on Memcached (no pattern matching); these routes only delete their plain keys: ${unmatchable.join('; ')}`)
   })
-  if (opts.managementRoutes) managementRoutes(fastify, cache, engine.backend, opts.managementRoutes)
+  if (opts.managementRoutes) managementRoutes(fastify, cache, engine.backend, opts.managementRoutes, metrics?.own === true ? metrics.registry : undefined)
 }
 
 /** The plugin: `app.register(serverCache, options)`. */

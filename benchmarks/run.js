@@ -30,6 +30,7 @@ import { join } from 'node:path'
 // First of this file's modules: --help and bad options end the run before anything starts.
 import { BENCHMARKS, args, config } from './runner/config.js'
 import { PAYLOAD_BYTES } from './payload.js'
+import { writeChart } from './runner/chart.js'
 import { stop, stopAll } from './runner/children.js'
 import { build } from './runner/dist.js'
 import { runFootprints } from './runner/footprint.js'
@@ -98,8 +99,14 @@ async function main () {
     }
     const out = args.json ?? join(BENCHMARKS, 'results', 'latest.json')
     writeReport(report, out)
+    // The ratios as an SVG chart next to the JSON (latest.json -> latest.svg).
+    const chart = out.replace(/\.json$/, '') + '.svg'
+    writeChart(report, chart)
     console.log('\n' + table(report))
-    console.log(`\nresults: ${out}`)
+    for (const r of results.filter((x) => x.versus !== undefined)) {
+      console.log(`${r.name} vs ${r.versus.name}: ${r.versus.ratio.toFixed(3)}x${r.versus.target === undefined ? '' : ` (target >= ${r.versus.target}: ${r.versus.met ? 'met' : 'MISSED'})`}`)
+    }
+    console.log(`\nresults: ${out}\nchart: ${chart}`)
     if (problems.length > 0) {
       console.log(`\n${problems.length} check(s) failed:\n${bullets(problems)}`)
       process.exitCode = 1

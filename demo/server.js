@@ -52,6 +52,9 @@ export async function buildDemo ({ adminToken, cache = cacheOptionsFromEnv(), de
     // The management routes can wipe the cache: the plugin refuses to add them without an
     // access check.
     managementRoutes: { prefix: '/cache', onRequest: requireToken(adminToken) },
+    // Prometheus metrics at GET /cache/metrics (same token), and RFC 9211 Cache-Status headers.
+    metrics: {},
+    cacheStatus: true,
   })
 
   // ---- widgets ----------------------------------------------------------------------------
@@ -179,11 +182,9 @@ export async function buildDemo ({ adminToken, cache = cacheOptionsFromEnv(), de
 }
 
 // `{page}` is part of the list's key, and a request without a value for a placeholder is not
-// cached at all (x-cache: BYPASS, with a warning). A schema `default: '1'` does not help: the
-// cache looks the key up in onRequest, and Fastify validates the query string (applying
-// defaults) later, in the validation step. A route-level onRequest hook runs before the
-// plugin's lookup (the plugin appends its hook after the route's own), so the default is filled
-// in here and `/users/1/widgets` shares its entry with `/users/1/widgets?page=1`.
+// cached at all (x-cache: BYPASS, with a warning). Every hook before the handler runs before
+// the plugin's lookup (its last preHandler hook), so the default is filled in here (a schema
+// `default` would do too) and `/users/1/widgets` shares its entry with `/users/1/widgets?page=1`.
 async function defaultPage (request) {
   request.query.page ??= '1'
 }

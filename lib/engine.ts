@@ -9,7 +9,7 @@ import { writeEpoch } from './stores/batch-writes.js'
 import type { Store, Token } from './stores/store.js'
 
 /** A store as the plugin holds it: the failover wrapper adds `fallbackActive` to remote ones. */
-export type ManagedStore = Store & { readonly fallbackActive?: boolean }
+export type ManagedStore = Store & { readonly fallbackActive?: boolean, readonly breakerOpen?: boolean, readonly fallbackStore?: import('./stores/memory.js').MemoryStore }
 
 /** How many invalidations changedSince() can look back over; older misses are not stored. */
 const RECENT_INVALIDATIONS = 1024
@@ -61,6 +61,8 @@ export class Engine {
   readonly #prepares = new WeakMap<ManagedStore, InFlight<Token | undefined, ReadStart>>()
   /** The latest invalidations, oldest first: what each one covered. */
   readonly #recent: Array<{ seq: number, covers: (key: string) => boolean, tags?: ReadonlySet<string> }> = []
+  /** Invalidations since start, by kind: keys, patterns, tags, namespace clears (for metrics). */
+  readonly invalidationsByKind = { key: 0, pattern: 0, tag: 0, namespace: 0 }
   #lastWarn = 0
   #suppressed = 0
 
@@ -70,7 +72,7 @@ export class Engine {
     this.log = log
     this.backend = opts.backends.get('')?.backend ?? 'memory'
     this.codec = new Codec(opts.compression)
-    this.stats = new Stats(opts.statistics)
+    this.stats = new Stats(opts.statistics, opts.metrics !== false)
     this.prefix = opts.keyPrefix + ':'
     this.escapedPrefix = escapeGlob(this.prefix)
     this.guarded = opts.guarded
@@ -210,6 +212,7 @@ export class Engine {
   /** Resolves the number deleted; 0 when the store failed (logged; the store replays it). */
   async remove (store: ManagedStore, keys: readonly string[]): Promise<number> {
     if (keys.length === 0) return 0
+    this.invalidationsByKind.key += keys.length
     this.invalidated(keys.length === 1 ? (k) => k === keys[0] : (k) => keys.includes(k))
     const n = await this.attempt('delete', keys.join(' '), 0, () => store.delete(keys))
     if (this.stats.enabled) this.stats.deletes += n
@@ -225,6 +228,7 @@ export class Engine {
     if (!store.patterns) {
       throw new PatternMatchingNotSupportedError(`${store.kind} cannot match key patterns (it has no way to list keys): '${pattern}'`)
     }
+    this.invalidationsByKind.pattern++
     this.invalidated(compileGlob(pattern))
     const n = await this.attempt('deletePattern', pattern, 0, () => store.deletePattern(pattern))
     if (this.stats.enabled) this.stats.deletes += n
@@ -234,12 +238,14 @@ export class Engine {
   /** Every entry carrying one of the tags is gone; a store failure is logged (and replayed). */
   async invalidateTags (store: ManagedStore, tags: readonly string[]): Promise<void> {
     if (tags.length === 0) return
+    this.invalidationsByKind.tag += tags.length
     this.invalidated(() => false, tags)
     await this.attempt('invalidateTags', tags.join(' '), undefined, () => store.invalidateTags(tags))
   }
 
   /** Everything under `prefix` (a full key prefix ending in ':') is gone. */
   async clear (store: ManagedStore, prefix: string): Promise<void> {
+    this.invalidationsByKind.namespace++
     this.invalidated((k) => k.startsWith(prefix))
     await this.attempt('clear', prefix, undefined, () => store.clear(prefix))
   }

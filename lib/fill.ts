@@ -4,6 +4,8 @@ import { strongEtag, type ResponseEntry } from './codec.js'
 import type { Engine, ManagedStore } from './engine.js'
 import type { Token } from './stores/store.js'
 import { BYPASS, HIT, kState, type Miss } from './request-state.js'
+import { CACHE_STATUS } from './serve.js'
+import type { RouteCounter } from './stats.js'
 import { responseVary, variantSet } from './variants.js'
 
 /** Headers safe to replay to another client; everything else a handler sets is not stored. */
@@ -24,8 +26,9 @@ export function capturePayload (request: FastifyRequest, reply: FastifyReply, pa
  * the requests waiting on this fill. Callback style: hits (which Fastify also sends through
  * onSend) pass straight through without a promise.
  */
-export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<number>, route: Lifetime): onSendHookHandler {
+export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<number>, route: Lifetime, counter: RouteCounter): onSendHookHandler {
   const windowed = route.whileRevalidate > 0 || route.ifError > 0
+  const status = engine.opts.cacheStatus
   return function cacheFill (request, reply, payload, done) {
     const miss = request[kState]
     if (miss === null || miss === HIT || miss === BYPASS) return done(null, payload)
@@ -34,10 +37,11 @@ export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<
     if (miss.stale !== undefined && reply.statusCode >= 500) {
       miss.flight?.settle(null)
       const stale = miss.stale
-      if (engine.stats.enabled) engine.stats.stale++
+      if (engine.stats.enabled) { engine.stats.stale++; counter.stale++ }
       reply.code(stale.status)
       for (const name of Object.keys(reply.getHeaders())) if (name !== engine.opts.cacheHeader) reply.removeHeader(name)
       reply.headers(stale.headers)
+      if (status) reply.header('cache-status', CACHE_STATUS.stale)
       reply.header('age', Math.max(0, Math.floor((Date.now() - stale.storedAt) / 1000)))
       reply.header('etag', stale.etag)
       if (engine.opts.cacheHeader) reply.header(engine.opts.cacheHeader, 'STALE')
@@ -57,18 +61,20 @@ export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<
       // else not stored may be personal or one-off (set-cookie, private, a stream): each waiter
       // then runs the handler.
       const shared = shareable && (reply.statusCode >= 400 || life.expiration === 0) && miss.flight !== undefined
+      if (status) reply.header('cache-status', CACHE_STATUS.miss(notStoredBecause(request, reply, made, headers, statusCodes)))
       miss.flight?.settle(shared ? { ...responseEntry(request, reply, headers, made, ''), notStored: true } : null)
       if (miss.lease === undefined) return done(null, payload)
       return release(engine, store, miss.lease).then(() => done(null, payload))
     }
     let etag = headers.etag as string | undefined
     const entry = responseEntry(request, reply, headers, made, etag ?? '')
-    if (entry.body.length > engine.opts.maxEntryBytes) return tooLarge(engine, store, request, miss, entry, payload, done)
+    if (entry.body.length > engine.opts.maxEntryBytes) return tooLarge(engine, store, request, reply, miss, entry, payload, done)
     // Only routes with a stale window mark when an entry turns stale: a hit elsewhere pays nothing.
     if (windowed) {
       entry.freshUntil = entry.storedAt + life.expiration * 1000
       if (life !== route) entry.windows = [life.whileRevalidate * 1000, life.ifError * 1000]
     }
+    if (status) reply.header('cache-status', miss.token === undefined || overtaken(engine, miss) ? CACHE_STATUS.miss('invalidated') : CACHE_STATUS.stored)
     if (etag === undefined) {
       etag = entry.etag = strongEtag(entry.body)
       reply.header('etag', etag)
@@ -81,8 +87,9 @@ export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<
 }
 
 /** Served, not stored; its waiters get it too (one handler call), as with an error response. */
-function tooLarge (engine: Engine, store: ManagedStore, request: FastifyRequest, miss: Miss, entry: ResponseEntry, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
+function tooLarge (engine: Engine, store: ManagedStore, request: FastifyRequest, reply: FastifyReply, miss: Miss, entry: ResponseEntry, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
   request.log.debug({ key: miss.key, bytes: entry.body.length, maxEntryBytes: engine.opts.maxEntryBytes }, 'Response not cached: its body is larger than maxEntryBytes')
+  if (engine.opts.cacheStatus) reply.header('cache-status', CACHE_STATUS.miss('too-large'))
   miss.flight?.settle({ ...entry, notStored: true })
   if (miss.lease === undefined) return done(null, payload)
   release(engine, store, miss.lease).then(() => done(null, payload), done)
@@ -109,6 +116,15 @@ function responseEntry (request: FastifyRequest, reply: FastifyReply, headers: R
 /** Not an invalidation: the lease only tells other instances that a fill is under way. */
 async function release (engine: Engine, store: ManagedStore, lease: string): Promise<void> {
   await engine.attempt('delete', lease, 0, () => store.delete([lease]))
+}
+
+/** Why a missed response is not stored, as a Cache-Status detail token. */
+function notStoredBecause (request: FastifyRequest, reply: FastifyReply, payload: unknown, headers: Record<string, unknown>, statusCodes: Set<number>): string {
+  if (request.method !== 'GET') return 'head'
+  if (!cacheablePayload(payload)) return 'stream'
+  if (!cacheableHeaders(headers)) return 'private'
+  if (!statusCodes.has(reply.statusCode)) return 'status'
+  return 'no-lifetime'
 }
 
 function cacheablePayload (payload: unknown): boolean {

@@ -6,7 +6,7 @@ import { find, needsPrepare, prepareMiss, type LookupRoute } from './find.js'
 import { KeyError } from './keys.js'
 import { HIT, kState, type Miss } from './request-state.js'
 import type { Refreshed, Refresher } from './refresh.js'
-import { bypass, serve } from './serve.js'
+import { bypass, CACHE_STATUS, serve } from './serve.js'
 import { sameVariant } from './variants.js'
 
 export type { LookupRoute } from './find.js'
@@ -31,11 +31,14 @@ export function makeLookup (route: LookupRoute): preHandlerHookHandler {
   const header = engine.opts.cacheHeader
   const stats = engine.stats
   const prefix = engine.prefix
+  const status = engine.opts.cacheStatus
+  const hitStatus = status ? CACHE_STATUS.hit : undefined
+  const staleStatus = status ? CACHE_STATUS.stale : undefined
 
   const hit = (request: FastifyRequest, reply: FastifyReply, entry: ResponseEntry): void => {
     request[kState] = HIT
     if (stats.enabled) { stats.hits++; route.counter.hits++ }
-    serve(reply, entry, request.headers['if-none-match'], header)
+    serve(reply, entry, request.headers['if-none-match'], header, 'HIT', hitStatus)
   }
   const missed = (request: FastifyRequest, reply: FastifyReply, miss: Miss, done: DoneFn): void => {
     join(route, request, miss).then((entry) => {
@@ -67,13 +70,14 @@ export function makeLookup (route: LookupRoute): preHandlerHookHandler {
     request[kState] = HIT
     if (stats.enabled) { stats.misses++; route.counter.misses++ }
     if (header) reply.header(header, 'MISS')
+    if (status) reply.header('cache-status', CACHE_STATUS.collapsed)
     reply.code(entry.status).headers(entry.headers).send(entry.body)
   }
   // Within staleWhileRevalidate: the expired entry now, and one refresh in the background.
   const serveStale = (request: FastifyRequest, reply: FastifyReply, k: string, entry: ResponseEntry): void => {
     request[kState] = HIT
     if (stats.enabled) { stats.stale++; route.counter.stale++ }
-    serve(reply, entry, request.headers['if-none-match'], header, 'STALE')
+    serve(reply, entry, request.headers['if-none-match'], header, 'STALE', staleStatus)
     refresher?.refresh(request, k).catch(() => {})
   }
   /**
@@ -89,7 +93,7 @@ export function makeLookup (route: LookupRoute): preHandlerHookHandler {
       clearTimeout(timer)
       if (res === undefined || res.statusCode >= 500) {
         if (stats.enabled) { stats.stale++; route.counter.stale++ }
-        return serve(reply, entry, request.headers['if-none-match'], header, 'STALE')
+        return serve(reply, entry, request.headers['if-none-match'], header, 'STALE', staleStatus)
       }
       if (stats.enabled) { stats.misses++; route.counter.misses++ }
       for (const [name, value] of Object.entries(res.headers)) {
@@ -123,8 +127,8 @@ export function makeLookup (route: LookupRoute): preHandlerHookHandler {
     timed(request, reply, k, entry, refresher)
     return SERVED
   }
-  const uncached = (request: FastifyRequest, reply: FastifyReply, done: DoneFn): void => {
-    bypass(engine, request, reply)
+  const uncached = (request: FastifyRequest, reply: FastifyReply, done: DoneFn, why: 'store-unavailable' | 'key'): void => {
+    bypass(engine, request, reply, route.counter, why)
     done()
   }
   // The memory store answers synchronously: a hit is served in the same tick, no promise.
@@ -140,7 +144,7 @@ export function makeLookup (route: LookupRoute): preHandlerHookHandler {
     } catch (err) {
       if (!(err instanceof KeyError)) return done(err as Error)
       request.log.warn({ reason: err.message }, `Cache key could not be built: ${err.message}; request runs uncached`)
-      return uncached(request, reply, done)
+      return uncached(request, reply, done, 'key')
     }
     if (syncStore !== undefined) {
       const seq = engine.invalidations
@@ -151,7 +155,7 @@ export function makeLookup (route: LookupRoute): preHandlerHookHandler {
       return missed(request, reply, { key: k, seq, tags: t, token: null, stale: seen }, done)
     }
     find(route, request, k, t).then((result) => {
-      if (result === UNAVAILABLE) return uncached(request, reply, done)
+      if (result === UNAVAILABLE) return uncached(request, reply, done, 'store-unavailable')
       const miss = result.miss
       if (result.entry !== undefined && refresher?.isRefresh(request) !== true) {
         const seen = found(request, reply, k, result.entry)
@@ -162,7 +166,7 @@ export function makeLookup (route: LookupRoute): preHandlerHookHandler {
       // The key's guard must exist before the handler reads anything (see Store#prepare).
       prepareMiss(route, miss).then((ok) => {
         if (ok) missed(request, reply, miss, done)
-        else uncached(request, reply, done)
+        else uncached(request, reply, done, 'store-unavailable')
       }, done)
     }, done)
   }

@@ -1,11 +1,12 @@
 import type { FastifyInstance, onRequestHookHandler } from 'fastify'
+import type { Registry } from 'prom-client'
 import type { CacheProvider } from './provider.js'
 
 /**
  * The management routes. Every one of them carries the user's access check: registration
  * refuses to expose them without one unless `allowUnauthenticated` was said out loud.
  */
-export function managementRoutes (app: FastifyInstance, cache: CacheProvider, backend: string, options: { prefix: string, onRequest: onRequestHookHandler[] }): void {
+export function managementRoutes (app: FastifyInstance, cache: CacheProvider, backend: string, options: { prefix: string, onRequest: onRequestHookHandler[] }, registry?: Registry): void {
   const onRequest = options.onRequest
   const p = options.prefix
 
@@ -31,6 +32,14 @@ export function managementRoutes (app: FastifyInstance, cache: CacheProvider, ba
     await cache.invalidateTags(request.params.tag)
     return { invalidated: true, tag: request.params.tag }
   })
+
+  // Only the plugin's own registry: metrics registered in the app's registry are served by the app.
+  if (registry !== undefined) {
+    app.get(`${p}/metrics`, { onRequest }, async (_request, reply) => {
+      reply.header('content-type', registry.contentType)
+      return await registry.metrics()
+    })
+  }
 
   app.post(`${p}/reset-stats`, { onRequest }, async () => {
     cache.resetStats()

@@ -16,6 +16,8 @@ export interface ResolvedOptions {
   operationTimeout: number
   lease: false | { ttl: number, wait: number, poll: number }
   cacheHeader: string | false
+  cacheStatus: boolean
+  metrics: false | { registry?: import('prom-client').Registry, prefix: string }
   /** The default store is '' in this map; named `backends` follow. */
   backends: Map<string, Required<Pick<BackendSpec, 'backend'>> & BackendSpec & { memory: { maxEntries: number, maxBytes: number } }>
   managementRoutes: false | { prefix: string, onRequest: onRequestHookHandler[] }
@@ -67,6 +69,8 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     cacheHeader: options.cacheHeader === undefined ? 'x-cache' : options.cacheHeader === false ? false : options.cacheHeader.toLowerCase(),
     backends,
     managementRoutes: resolveManagement(options.managementRoutes),
+    cacheStatus: options.cacheStatus ?? false,
+    metrics: options.metrics === undefined || options.metrics === false ? false : { registry: options.metrics.registry, prefix: options.metrics.prefix ?? 'fastify_cache_' },
     guarded: (options as { [kUnguarded]?: unknown })[kUnguarded] !== true,
   }
 }

@@ -71,7 +71,7 @@ export function cacheRoutes (engine: Engine, unmatchable: string[]): (route: Rou
         // last, so it sees every header the other hooks set (set-cookie, private...). A hit's
         // payload then passes the same hooks as the miss's did: each client its own encoding.
         route.onSend = prependHook(route.onSend, capturePayload)
-        route.onSend = appendHook(route.onSend, makeFill(engine, store, new Set(cfg.statusCodes ?? [200]), { expiration, whileRevalidate: cfg.staleWhileRevalidate ?? 0, ifError: cfg.staleIfError ?? 0 }))
+        route.onSend = appendHook(route.onSend, makeFill(engine, store, new Set(cfg.statusCodes ?? [200]), { expiration, whileRevalidate: cfg.staleWhileRevalidate ?? 0, ifError: cfg.staleIfError ?? 0 }, counter))
       }
     }
     if (methods.some(isMutation)) {

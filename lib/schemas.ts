@@ -57,6 +57,12 @@ export const ManagementRoutesSchema = Type.Object({
   allowUnauthenticated: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false })
 
+export const MetricsOptionsSchema = Type.Object({
+  /** A prom-client `Registry` (the app's own): the metrics go there and no /metrics route is added. */
+  registry: Type.Optional(Type.Unsafe<import('prom-client').Registry>(Type.Object({}))),
+  prefix: Type.Optional(Type.String({ pattern: '^[a-zA-Z_:][a-zA-Z0-9_:]*$', description: 'a Prometheus metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)' })),
+}, { additionalProperties: false })
+
 export const PluginOptionsSchema = Type.Object({
   enabled: Type.Optional(Type.Boolean()),
   backend: Type.Optional(BackendKindSchema),
@@ -88,6 +94,9 @@ export const PluginOptionsSchema = Type.Object({
   }, { additionalProperties: false })])),
   cacheHeader: Type.Optional(Type.Union([Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }), Type.Literal(false)])),
   managementRoutes: Type.Optional(Type.Union([Type.Literal(false), ManagementRoutesSchema])),
+  /** RFC 9211 `Cache-Status` on every cached route's response. */
+  cacheStatus: Type.Optional(Type.Boolean()),
+  metrics: Type.Optional(Type.Union([Type.Literal(false), MetricsOptionsSchema])),
 }, { additionalProperties: false })
 
 const IdType = Type.Union([Type.Literal('integer'), Type.Literal('string')])

@@ -2,13 +2,26 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ResponseEntry } from './codec.js'
 import type { Engine } from './engine.js'
 import { BYPASS, kState } from './request-state.js'
+import type { RouteCounter } from './stats.js'
 
 const NOT_MODIFIED_HEADERS = ['cache-control', 'vary', 'last-modified']
 
+/** RFC 9211 Cache-Status values (the cache's name, then what it did). */
+export const CACHE_STATUS = {
+  hit: 'fastify-server-cache; hit',
+  stale: 'fastify-server-cache; fwd=stale',
+  stored: 'fastify-server-cache; fwd=miss; stored',
+  /** Not stored, with why (an RFC 8941 token). */
+  miss: (detail: string) => `fastify-server-cache; fwd=miss; detail=${detail}`,
+  collapsed: 'fastify-server-cache; fwd=miss; collapsed; detail=not-storable',
+  bypass: (detail: string) => `fastify-server-cache; fwd=bypass; detail=${detail}`,
+} as const
+
 /** Replies from a stored entry: the handler does not run. */
-export function serve (reply: FastifyReply, entry: ResponseEntry, ifNoneMatch: string | undefined, header: string | false, outcome = 'HIT'): void {
+export function serve (reply: FastifyReply, entry: ResponseEntry, ifNoneMatch: string | undefined, header: string | false, outcome = 'HIT', cacheStatus?: string): void {
   const age = Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1000))
   if (header) reply.header(header, outcome)
+  if (cacheStatus !== undefined) reply.header('cache-status', cacheStatus)
   reply.header('age', age)
   reply.header('etag', entry.etag)
   if (ifNoneMatch !== undefined && etagMatches(ifNoneMatch, entry.etag)) {
@@ -21,11 +34,12 @@ export function serve (reply: FastifyReply, entry: ResponseEntry, ifNoneMatch: s
   reply.code(entry.status).headers(entry.headers).send(entry.body)
 }
 
-/** The request runs uncached: the store failed or the request could not be keyed. */
-export function bypass (engine: Engine, request: FastifyRequest, reply: FastifyReply): void {
+/** The request runs uncached: the store failed (`store-unavailable`) or the request could not be keyed (`key`). */
+export function bypass (engine: Engine, request: FastifyRequest, reply: FastifyReply, counter: RouteCounter, detail: 'store-unavailable' | 'key'): void {
   request[kState] = BYPASS
-  if (engine.stats.enabled) engine.stats.bypasses++
+  if (engine.stats.enabled) { engine.stats.bypasses++; counter.bypasses++ }
   if (engine.opts.cacheHeader) reply.header(engine.opts.cacheHeader, 'BYPASS')
+  if (engine.opts.cacheStatus) reply.header('cache-status', CACHE_STATUS.bypass(detail))
 }
 
 /** If-None-Match uses the weak comparison (RFC 9110 13.1.2): W/ prefixes are ignored. */

@@ -14,14 +14,20 @@ export interface CacheStats {
   routes: Record<string, { hits: number, misses: number, stale: number }>
 }
 
-export interface RouteCounter { hits: number, misses: number, stale: number }
+export interface RouteCounter { hits: number, misses: number, stale: number, bypasses: number }
+
+const zero = (): RouteCounter => ({ hits: 0, misses: 0, stale: 0, bypasses: 0 })
 
 /**
  * Plain counters: incremented on the hot path, so no maps, no allocation. Each route holds its
- * own counter object (shared by routes with the same keyPrefix template).
+ * own counter object (shared by routes with the same keyPrefix template). Route counters only
+ * grow (Prometheus counters read them); `stats()` reports them since the last reset.
  */
 export class Stats {
+  /** Whether anything counts: `statistics`, or metrics, are on. */
   readonly enabled: boolean
+  /** Whether `stats()` reports the counts (`statistics: false` reports zeros). */
+  readonly reported: boolean
   hits = 0
   misses = 0
   sets = 0
@@ -30,23 +36,38 @@ export class Stats {
   bypasses = 0
   stale = 0
   readonly #routes = new Map<string, RouteCounter>()
+  /** Route counts at the last reset. */
+  readonly #base = new Map<string, RouteCounter>()
 
-  constructor (enabled: boolean) {
-    this.enabled = enabled
+  constructor (reported: boolean, metrics = false) {
+    this.reported = reported
+    this.enabled = reported || metrics
   }
 
   route (label: string): RouteCounter {
     let counter = this.#routes.get(label)
     if (counter === undefined) {
-      counter = { hits: 0, misses: 0, stale: 0 }
+      counter = zero()
       this.#routes.set(label, counter)
     }
     return counter
   }
 
+  /** Every route's counts since start (for metrics). */
+  routeTotals (): ReadonlyMap<string, Readonly<RouteCounter>> {
+    return this.#routes
+  }
+
   snapshot (backend: string, fallbackActive: boolean): CacheStats {
     const routes: CacheStats['routes'] = {}
-    for (const [label, c] of this.#routes) routes[label] = { hits: c.hits, misses: c.misses, stale: c.stale }
+    if (!this.reported) {
+      for (const label of this.#routes.keys()) routes[label] = { hits: 0, misses: 0, stale: 0 }
+      return { backend, fallbackActive, hits: 0, misses: 0, hitRate: 0, sets: 0, deletes: 0, errors: 0, bypasses: 0, stale: 0, routes }
+    }
+    for (const [label, c] of this.#routes) {
+      const base = this.#base.get(label)
+      routes[label] = base === undefined ? { hits: c.hits, misses: c.misses, stale: c.stale } : { hits: c.hits - base.hits, misses: c.misses - base.misses, stale: c.stale - base.stale }
+    }
     const looked = this.hits + this.misses
     return {
       backend,
@@ -65,6 +86,6 @@ export class Stats {
 
   reset (): void {
     this.hits = this.misses = this.sets = this.deletes = this.errors = this.bypasses = this.stale = 0
-    for (const c of this.#routes.values()) c.hits = c.misses = c.stale = 0
+    for (const [label, c] of this.#routes) this.#base.set(label, { ...c })
   }
 }

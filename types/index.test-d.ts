@@ -15,6 +15,12 @@ await app.register(serverCache, { backend: 'mongo' })
 await app.register(serverCache, { defaultExpiration: '60' })
 // @ts-expect-error unknown option
 await app.register(serverCache, { nope: 1 })
+await app.register(serverCache, { maxEntryBytes: 1024, cacheStatus: true, metrics: { prefix: 'shop_cache_' } })
+await app.register(serverCache, { metrics: false })
+// @ts-expect-error metrics.registry is a prom-client Registry
+await app.register(serverCache, { metrics: { registry: 'default' } })
+// @ts-expect-error cacheStatus is a boolean
+await app.register(serverCache, { cacheStatus: 'on' })
 
 app.get('/widgets/:widgetId', {
   config: { cache: { keyPrefix: 'widget', resourceIdName: 'widgetId', expiration: 600, vary: ['authorization'], statusCodes: [200, 404] } },

@@ -11,7 +11,7 @@ export function summarize (variants, samples, finalCalls) {
     })
     return { ratio: median(ratios), ratios }
   }
-  return variants.map((v) => {
+  const results = variants.map((v) => {
     const list = samples.get(v.name)
     const rps = med.get(v.name)
     const { ratio, ratios } = v.baseline === undefined ? {} : paired(v)
@@ -40,6 +40,15 @@ export function summarize (variants, samples, finalCalls) {
       ok: list.every((s) => s.problems.length === 0),
     }
   })
+  // A variant against another one (metrics on vs off): per round, the two raw-paired ratios.
+  for (const r of results) {
+    const v = variants.find((x) => x.name === r.name)
+    const other = results.find((x) => x.name === v.versus)
+    if (other === undefined || r.ratios === undefined || other.ratios === undefined) continue
+    const ratio = median(r.ratios.map((x, i) => x / other.ratios[i]).filter(Number.isFinite))
+    r.versus = { name: other.name, ratio, target: v.versusTarget, met: v.versusTarget === undefined ? undefined : ratio >= v.versusTarget }
+  }
+  return results
 }
 
 function median (xs) {

@@ -22,6 +22,9 @@ export const VARIANTS = [
   { name: 'redis-hit-tag3', script: 'redis-hit.js', env: { TAGS: '3' }, path: '/items/1', kind: 'hit', needs: 'redis', baseline: 'raw', what: 'Redis store, one hot key, 3 tags' },
   { name: 'memcached-hit-tag1', script: 'memcached-hit.js', env: { TAGS: '1' }, path: '/items/1', kind: 'hit', needs: 'memcached', baseline: 'raw', what: 'Memcached store, one hot key, 1 tag' },
   { name: 'memcached-hit-tag3', script: 'memcached-hit.js', env: { TAGS: '3' }, path: '/items/1', kind: 'hit', needs: 'memcached', baseline: 'raw', what: 'Memcached store, one hot key, 3 tags' },
+  // versus: also reported as a ratio to that variant (per round, both paired with raw).
+  { name: 'memory-hit-metrics', script: 'memory-hit.js', env: { METRICS: '1' }, path: '/items/1', kind: 'hit', baseline: 'raw', versus: 'memory-hit', versusTarget: 0.97, what: 'memory store, one hot key, Prometheus metrics on' },
+  { name: 'redis-hit-metrics', script: 'redis-hit.js', env: { METRICS: '1' }, path: '/items/1', kind: 'hit', needs: 'redis', baseline: 'raw', versus: 'redis-hit', versusTarget: 0.97, what: 'Redis store, one hot key, Prometheus metrics on' },
   { name: 'raw-many', script: 'raw.js', paths: many, kind: 'origin', what: `plain route, ids cycling 0..${MANY_KEYS - 1}` },
   { name: 'memory-many', script: 'memory-hit.js', paths: many, kind: 'hit', prewarm: MANY_KEYS, baseline: 'raw-many', what: `memory store, ${MANY_KEYS} keys cycling, pre-warmed` },
   { name: 'redis-many', script: 'redis-hit.js', paths: many, kind: 'hit', needs: 'redis', prewarm: MANY_KEYS, baseline: 'raw-many', what: `Redis store, ${MANY_KEYS} keys cycling, pre-warmed` },
@@ -54,6 +57,7 @@ export function selectVariants () {
     }
     // A ratio needs its baseline in the same run.
     for (const v of VARIANTS) if (names.has(v.name) && v.baseline !== undefined) names.add(v.baseline)
+    for (const v of VARIANTS) if (names.has(v.name) && v.versus !== undefined) names.add(v.versus)
     selected = VARIANTS.filter((v) => names.has(v.name))
   } else if (args.quick || args['no-ceilings']) {
     selected = VARIANTS.filter((v) => !v.kind.startsWith('ceiling'))

@@ -30,6 +30,8 @@ export function cacheOptions (options) {
     // be silently replaced by the in-memory fallback.
     fallback: 'none',
     ...(process.env.BENCH_COMPRESSION === '0' ? { compression: { enabled: false } } : {}),
+    // METRICS=1: Prometheus metrics on (the -metrics variants: what they cost a hit).
+    ...(process.env.METRICS === '1' ? { metrics: {} } : {}),
     ...options,
   }
 }

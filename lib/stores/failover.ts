@@ -18,6 +18,8 @@ export interface FailoverContext extends StoreContext {
   memory: { maxEntries: number, maxBytes: number }
   /** ms between recovery attempts (the circuit's cool-down); default 1000. */
   retryInterval?: number
+  /** Called after each operation on the server (metrics): its duration, and whether it failed. */
+  observe?: (operation: string, seconds: number, failed: boolean) => void
 }
 
 type Invalidation =
@@ -47,7 +49,7 @@ type Invalidation =
  * into one "clear everything under keyPrefix", which is the flush, only when it is the cheaper
  * thing to remember.
  */
-export function createFailoverStore (primary: Store, ctx: FailoverContext): Store & { readonly fallbackActive: boolean } {
+export function createFailoverStore (primary: Store, ctx: FailoverContext): Store & { readonly fallbackActive: boolean, readonly breakerOpen: boolean, readonly fallbackStore: MemoryStore | undefined } {
   const kind = primary.kind
   const { log, operationTimeout } = ctx
   const retryInterval = ctx.retryInterval ?? DEFAULT_RETRY_INTERVAL
@@ -100,13 +102,18 @@ export function createFailoverStore (primary: Store, ctx: FailoverContext): Stor
     }
   }
 
+  const observe = ctx.observe
   async function onPrimary<T> (name: string, run: (store: Store) => Promise<T>): Promise<T> {
+    const started = observe === undefined ? 0 : performance.now()
     try {
       const result = await bounded(name, run(primary), operationTimeout)
       failures = 0
+      if (observe !== undefined) observe(name, (performance.now() - started) / 1000, false)
       return result
     } catch (err) {
-      if (isOutage(err)) failed(err)
+      const outage = isOutage(err)
+      if (observe !== undefined) observe(name, (performance.now() - started) / 1000, outage)
+      if (outage) failed(err)
       throw err
     }
   }
@@ -251,6 +258,16 @@ export function createFailoverStore (primary: Store, ctx: FailoverContext): Stor
 
     get fallbackActive () {
       return fallback !== undefined
+    },
+
+    /** The circuit is open, or the server has been unreachable since start-up. */
+    get breakerOpen () {
+      return open || startup
+    },
+
+    /** The start-up fallback store while it serves (for metrics). */
+    get fallbackStore () {
+      return fallback
     },
 
     async connect () {
