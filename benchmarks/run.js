@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The benchmark suite: `npm run bench` (full, ~10 minutes) or `npm run bench -- --quick` (~2.3 minutes).
 // See benchmarks/README.md for the method. Every process it starts (redis-server, memcached, one
-// server per variant, one autocannon process per sample) is loopback-only and ended before it
+// server per variant, one load-generator process per sample) is loopback-only and ended before it
 // exits, also on errors and Ctrl-C.
 //
 // Options:
@@ -10,9 +10,14 @@
 //   --rounds N            rounds of interleaved samples (default 3)
 //   --duration S          seconds measured per sample (default 5; quick 1)
 //   --warmup S            seconds of load before each sample, not measured (default 1; quick 0.5)
-//   --connections N       autocannon connections (default 50)
-//   --only a,b,...        run only these variants (their baselines are added); `footprint` is one
-//   --no-ceilings         leave out the ceiling variants (onRequest + Map/ioredis/memjs, string)
+//   --connections N       load-generator connections (default 50)
+//   --load autocannon|wrk the load generator (default autocannon; wrk: the C one, needs `wrk` on
+//                         the PATH, lighter on the 2 cores the server shares with it)
+//   --wrk-threads N       wrk threads (default 2, at most --connections)
+//   --only a,b,...        run only these variants (their baselines and ceilings are added);
+//                         `footprint` is one
+//   --no-ceilings         leave out the ceiling variants (onRequest + Map/ioredis/memjs, string),
+//                         also those --only would add
 //   --no-footprint        skip the memory-footprint run
 //   --no-build            do not run `npm run build` first (dist/ must exist)
 //   --no-compression      plugin variants with compression disabled (diagnostic)
@@ -24,6 +29,7 @@
 //   --json FILE           where to write the results (default benchmarks/results/latest.json)
 //   --help                this text
 
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
@@ -36,7 +42,7 @@ import { build } from './runner/dist.js'
 import { runFootprints } from './runner/footprint.js'
 import { loadavg, machine } from './runner/machine.js'
 import { profile } from './runner/profiling.js'
-import { bullets, fmt, pct, table, writeReport } from './runner/report.js'
+import { bullets, fmt, loadGenerator, pct, table, writeReport } from './runner/report.js'
 import { planSamples, sample } from './runner/sample.js'
 import { schedule } from './runner/schedule.js'
 import { calls, startServer } from './runner/servers.js'
@@ -48,6 +54,7 @@ import { verify } from './runner/verify.js'
 async function main () {
   const tmp = mkdtempSync(join(os.tmpdir(), 'fastify-server-cache-bench-'))
   try {
+    if (config.load === 'wrk' && spawnSync('wrk', ['-v']).error !== undefined) throw new Error('--load wrk: wrk not found (Debian: apt-get install wrk)')
     build()
     if (args.profile !== undefined) return await profile(args.profile, tmp)
     const variants = selectVariants()
@@ -56,8 +63,8 @@ async function main () {
     const started = Date.now()
     const order = schedule(variants, config.rounds)
     planSamples(order.length, started)
-    console.log(`${info.nproc} CPUs (${info.cpu}), Node ${info.node}, redis ${info.redis}, memcached ${info.memcached}, load average ${info.loadavg}`)
-    console.log(`${variants.length} variants x ${config.rounds} rounds, autocannon -c ${config.connections} -d ${config.duration} after ${config.warmup} s warm-up; payload ${PAYLOAD_BYTES} bytes; compression ${config.compression ? 'default (on)' : 'off'}`)
+    console.log(`${info.nproc} CPUs (${info.cpu}), Node ${info.node}, redis ${info.redis}, memcached ${info.memcached}, ${info.loadGenerator}, load average ${info.loadavg}`)
+    console.log(`${variants.length} variants x ${config.rounds} rounds, ${loadGenerator(config)} -c ${config.connections} -d ${config.duration} after ${config.warmup} s warm-up; payload ${PAYLOAD_BYTES} bytes; compression ${config.compression ? 'default (on)' : 'off'}`)
 
     // First, while no server runs: the footprint process has the machine to itself. Default
     // options only: the memory store keeps entries uncompressed whatever `compression` says.
@@ -105,6 +112,10 @@ async function main () {
     console.log('\n' + table(report))
     for (const r of results.filter((x) => x.versus !== undefined)) {
       console.log(`${r.name} vs ${r.versus.name}: ${r.versus.ratio.toFixed(3)}x${r.versus.target === undefined ? '' : ` (target >= ${r.versus.target}: ${r.versus.met ? 'met' : 'MISSED'})`}`)
+    }
+    for (const r of results.filter((x) => x.ceiling !== undefined)) {
+      const c = r.ceiling
+      console.log(`${r.name} vs its ceiling ${c.name}: ${c.ratio.toFixed(3)}x (rounds ${c.ratios.join(' / ')})${c.target === undefined ? '' : ` (target >= ${c.target}: ${c.met ? 'met' : 'MISSED'})`}`)
     }
     console.log(`\nresults: ${out}\nchart: ${chart}`)
     if (problems.length > 0) {

@@ -15,6 +15,7 @@ export type ManagedStore = Store & { readonly fallbackActive?: boolean, readonly
 const RECENT_INVALIDATIONS = 1024
 
 const NO_TAGS: readonly string[] = []
+const CORRUPT = Symbol('corrupt')
 
 /** Returned by reads when the store failed: the caller bypasses the cache. */
 export const UNAVAILABLE = Symbol('unavailable')
@@ -139,16 +140,28 @@ export class Engine {
   }
 
   /** The decoded entry and the token to fill it with; UNAVAILABLE when the store failed (logged). */
-  async read (store: ManagedStore, key: string, tags: readonly string[] = NO_TAGS): Promise<Found | typeof UNAVAILABLE> {
-    const read = await this.attempt('get', key, UNAVAILABLE, () => this.#shared(this.#reads, store, key, tags, () => store.read(key, tags)))
+  async read (store: ManagedStore, key: string, tags: readonly string[] = NO_TAGS, create?: number): Promise<Found | typeof UNAVAILABLE> {
+    const guardTtl = this.guarded ? create : undefined
+    const read = await this.attempt('get', key, UNAVAILABLE, () => this.#shared(this.#reads, store, key, tags, () => store.read(key, tags, guardTtl)))
     if (read === UNAVAILABLE) return UNAVAILABLE
-    return { entry: read.value === undefined ? undefined : this.#decode(store, key, read.value), token: read.token }
+    if (read.value === undefined) return { entry: undefined, token: read.token }
+    const entry = this.#decode(key, read.value)
+    if (entry !== CORRUPT) return { entry, token: read.token }
+    // Deleted (with its guard) before the key is read again: the token of the first read, whose
+    // guard the delete removes, could not store the fill that replaces the corrupt entry.
+    await this.attempt('delete', key, 0, () => store.delete([key]))
+    const again = await this.attempt('get', key, UNAVAILABLE, () => store.read(key, tags, guardTtl))
+    return again === UNAVAILABLE ? UNAVAILABLE : { entry: undefined, token: again.token }
   }
 
   /** read() for stores with getSync (memory): no promise, no microtask. */
   readNow (store: ManagedStore & { getSync: (key: string) => Buffer | undefined }, key: string): Entry | undefined {
     const buf = store.getSync(key)
-    return buf === undefined ? undefined : this.#decode(store, key, buf)
+    if (buf === undefined) return undefined
+    const entry = this.#decode(key, buf)
+    if (entry !== CORRUPT) return entry
+    this.attempt('delete', key, 0, () => store.delete([key])).catch(() => {})
+    return undefined
   }
 
   /**
@@ -161,14 +174,14 @@ export class Engine {
     return await this.attempt('prepare', key, UNAVAILABLE, () => this.#shared(this.#prepares, store, key, tags, () => store.prepare(key, token, ttl)))
   }
 
-  #decode (store: ManagedStore, key: string, buf: Buffer): Entry | undefined {
+  /** The entry, or CORRUPT (logged; the caller deletes it). */
+  #decode (key: string, buf: Buffer): Entry | typeof CORRUPT {
     try {
       return this.codec.decode(buf)
     } catch (err) {
       if (!(err instanceof CorruptEntryError)) throw err
       this.log.warn({ key, reason: err.message }, 'Cache entry could not be decoded; deleted and treated as a miss')
-      this.attempt('delete', key, 0, () => store.delete([key])).catch(() => {})
-      return undefined
+      return CORRUPT
     }
   }
 

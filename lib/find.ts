@@ -28,7 +28,7 @@ export async function find (route: LookupRoute, request: FastifyRequest, k: stri
   const { engine, store, vary } = route
   const seq = engine.invalidations
   // With `vary`, the tags guard the variant set's marker too: a tag invalidated orphans the set.
-  let found = await engine.read(store, k, tags)
+  let found = await engine.read(store, k, tags, route.expiration)
   if (found === UNAVAILABLE) return UNAVAILABLE
   const miss: Miss = { key: k, seq, tags, token: found.token }
   if (vary.length > 0) {
@@ -40,7 +40,7 @@ export async function find (route: LookupRoute, request: FastifyRequest, k: stri
     }
     miss.variantSet = found.entry.token
     miss.key = `${k}|${miss.variantSet}|${miss.variant}`
-    found = await engine.read(store, miss.key, tags)
+    found = await engine.read(store, miss.key, tags, route.expiration)
     if (found === UNAVAILABLE) return UNAVAILABLE
     miss.token = found.token
   }

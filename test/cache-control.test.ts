@@ -1,20 +1,10 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { ServerCacheOptions } from '../index.js'
 import { responseLifetime } from '../lib/cache-control.js'
 import { withCache } from './helpers/app.js'
-import { startMemcached } from './helpers/memcached-server.js'
-import { startRedisServer, type Teardown } from './helpers/redis-server.js'
+import { threeStores } from './helpers/stores.js'
 
-const stores: Array<[string, (t: Teardown) => Promise<ServerCacheOptions>]> = [
-  ['memory', async () => ({})],
-  ['redis', async (t) => ({ backend: 'redis', redis: { url: (await startRedisServer(t)).url }, operationTimeout: 2000 })],
-  ['memcached', async (t) => {
-    const server = await startMemcached()
-    t.teardown(() => server.stop())
-    return { backend: 'memcached', memcached: { servers: server.address }, operationTimeout: 2000 }
-  }],
-]
+const stores = threeStores({ operationTimeout: 2000 })
 
 t.test('a response Cache-Control shortens its route lifetime and windows, never lengthens them', async (t) => {
   const route = { expiration: 60, whileRevalidate: 30, ifError: 0 }

@@ -1,20 +1,9 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { ServerCacheOptions } from '../index.js'
 import { withCache } from './helpers/app.js'
-import { startMemcached } from './helpers/memcached-server.js'
-import { startRedisServer, type Teardown } from './helpers/redis-server.js'
+import { threeStores } from './helpers/stores.js'
 
-type Backends = Array<[string, (t: Teardown) => Promise<ServerCacheOptions>]>
-const backends: Backends = [
-  ['memory', async () => ({})],
-  ['redis', async (t) => ({ backend: 'redis', redis: { url: (await startRedisServer(t)).url } })],
-  ['memcached', async (t) => {
-    const server = await startMemcached()
-    t.teardown(() => server.stop())
-    return { backend: 'memcached', memcached: { servers: server.address } }
-  }],
-]
+const backends = threeStores()
 
 for (const [name, options] of backends) {
   t.test(`${name}: 200 concurrent GETs on a cold key run the handler once and all get its response`, async (t) => {

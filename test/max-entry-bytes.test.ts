@@ -1,19 +1,9 @@
 import t from 'tap'
-import type { ServerCacheOptions } from '../index.js'
 import { withCache } from './helpers/app.js'
-import { startMemcached } from './helpers/memcached-server.js'
-import { startRedisServer, type Teardown } from './helpers/redis-server.js'
+import { threeStores } from './helpers/stores.js'
 
 const DEBUG = 20
-const stores: Array<[string, (t: Teardown) => Promise<ServerCacheOptions>]> = [
-  ['memory', async () => ({})],
-  ['redis', async (t) => ({ backend: 'redis', redis: { url: (await startRedisServer(t)).url } })],
-  ['memcached', async (t) => {
-    const server = await startMemcached()
-    t.teardown(() => server.stop())
-    return { backend: 'memcached', memcached: { servers: server.address } }
-  }],
-]
+const stores = threeStores()
 
 for (const [name, options] of stores) {
   t.test(`${name}: a response above maxEntryBytes is served but not stored, with a debug log`, async (t) => {

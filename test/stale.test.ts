@@ -1,19 +1,10 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { ServerCacheOptions } from '../index.js'
 import { withCache } from './helpers/app.js'
-import { startMemcached } from './helpers/memcached-server.js'
-import { startRedisServer, waitFor, type Teardown } from './helpers/redis-server.js'
+import { threeStores } from './helpers/stores.js'
+import { waitFor } from './helpers/redis-server.js'
 
-const stores: Array<[string, (t: Teardown) => Promise<ServerCacheOptions>]> = [
-  ['memory', async () => ({})],
-  ['redis', async (t) => ({ backend: 'redis', redis: { url: (await startRedisServer(t)).url }, operationTimeout: 2000 })],
-  ['memcached', async (t) => {
-    const server = await startMemcached()
-    t.teardown(() => server.stop())
-    return { backend: 'memcached', memcached: { servers: server.address }, operationTimeout: 2000 }
-  }],
-]
+const stores = threeStores({ operationTimeout: 2000 })
 
 for (const [name, options] of stores) {
   t.test(`${name}: within staleWhileRevalidate, 100 requests get the expired entry (STALE, true age) and one refresh runs`, async (t) => {

@@ -8,24 +8,24 @@
 //
 // Bars: the median over the rounds of sample / mean of the two bracketing baseline samples (the
 // table's "× baseline", "× raw" for the variants measured against raw). Whiskers: the lowest and
-// highest per-round ratio. Ticks: the variant's target, when it has one.
+// highest per-round ratio. Ticks: the variant's target, when it has one. Each plugin variant is
+// drawn just above its own ceiling (variants.js `ceiling`, the table's "× ceiling", whose ratio
+// is printed after the plugin's), then the other ceilings of the same store and scenario.
 
 import { readFileSync, writeFileSync, mkdirSync, realpathSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import { loadGenerator } from './report.js'
 
-// Which ceilings a plugin variant is drawn beside (when they are in the run: --quick and
-// --no-ceilings leave them out). Scenario and store of any other variant come from its name and
-// baseline, so a variant added later still gets a row, without ceilings.
+// Which other ceilings a plugin variant is drawn beside, after its own (when they are in the
+// run: --quick and --no-ceilings leave them out). Scenario and store of any other variant come
+// from its name and baseline, so a variant added later still gets a row.
 const CEILINGS = {
   'memory-hit': ['ceil-map', 'ceil-string'],
-  'redis-hit': ['ceil-ioredis', 'ceil-ioredis-shared'],
-  'memcached-hit': ['ceil-memjs', 'ceil-memjs-shared'],
-  // One GET per request, no sharing: what a many-keys hit has to do at least (measured × raw).
-  'redis-many': ['ceil-ioredis'],
-  'memcached-many': ['ceil-memjs'],
-  'redis-miss': ['ceil-ioredis-miss', 'ceil-ioredis-lookup'],
-  'memcached-miss': ['ceil-memjs-miss', 'ceil-memjs-lookup'],
+  'redis-hit': ['ceil-ioredis-shared'],
+  'memcached-hit': ['ceil-memjs-shared'],
+  'redis-miss': ['ceil-ioredis-lookup'],
+  'memcached-miss': ['ceil-memjs-lookup'],
 }
 
 const SCENARIOS = [
@@ -38,10 +38,11 @@ const STORES = ['memory', 'redis', 'memcached']
 
 const COLORS = { plugin: '#2563eb', pluginFailed: '#dc2626', ceiling: '#9ca3af', text: '#111827', muted: '#6b7280', grid: '#e5e7eb', axis: '#111827', target: '#b45309' }
 
-const WIDTH = 1100
+const WIDTH = 1300
 const LABEL_W = 330
 const PLOT_X = LABEL_W + 10
-const PLOT_W = WIDTH - PLOT_X - 230
+// Room on the right for a value label such as "0.68× (target 0.95 missed) · 0.77× ceiling (≥ 0.97 missed)".
+const PLOT_W = WIDTH - PLOT_X - 430
 const ROW = 20
 const BAR = 13
 
@@ -57,12 +58,19 @@ export function chartRows (report) {
     for (const store of [...STORES, undefined]) {
       const mine = plugins.filter((r) => storeOf(r.name) === store)
       if (mine.length === 0) continue
-      const rows = mine.map((result) => ({ result, ceiling: false }))
-      const ceilings = [...new Set(mine.flatMap((r) => CEILINGS[r.name] ?? []))]
-        .map((name) => byName.get(name))
-        .filter((r) => r !== undefined && r.ratio !== undefined)
-      for (const c of ceilings) used.add(c.name)
-      rows.push(...ceilings.map((result) => ({ result, ceiling: true })))
+      // Plugin variants that share a ceiling (redis-many, redis-many-tag1), then that ceiling.
+      const rows = []
+      const drawable = (name) => byName.get(name)?.ratio !== undefined && !used.has(name)
+      for (const own of [...new Set(mine.map((r) => r.ceiling?.name))]) {
+        rows.push(...mine.filter((r) => r.ceiling?.name === own).map((result) => ({ result, ceiling: false })))
+        if (own !== undefined && drawable(own)) {
+          used.add(own)
+          rows.push({ result: byName.get(own), ceiling: true })
+        }
+      }
+      const extra = [...new Set(mine.flatMap((r) => CEILINGS[r.name] ?? []))].filter(drawable)
+      for (const name of extra) used.add(name)
+      rows.push(...extra.map((name) => ({ result: byName.get(name), ceiling: true })))
       groups.push({ store, baseline: mine[0].baseline, rows })
     }
     sections.push({ scenario, groups })
@@ -135,12 +143,13 @@ export function renderChart (report) {
   const noise = Math.max(0, ...report.results.flatMap((r) => r.noise ?? []).filter(Number.isFinite))
   const header = [
     text(12, 26, 'fastify-server-cache: throughput relative to Fastify without the plugin', { size: 18, weight: 700 }),
-    text(12, 46, `${runKind} of ${when}: ${c.rounds} rounds of ${c.duration} s samples, autocannon -c ${c.connections}; ${m.nproc} CPUs, Node ${m.node}, redis ${m.redis}, memcached ${m.memcached}; other load up to ${Math.round(noise * 100)}%`,
+    text(12, 46, `${runKind} of ${when}: ${c.rounds} rounds of ${c.duration} s samples, ${loadGenerator(c)} -c ${c.connections}; ${m.nproc} CPUs, Node ${m.node}, redis ${m.redis}, memcached ${m.memcached}; other load up to ${Math.round(noise * 100)}%`,
       { size: 12, fill: noise > (c.noiseLimit ?? 0.1) ? COLORS.pluginFailed : COLORS.muted }),
     legend(12, 70, hasCeilings),
   ]
   const problems = report.problems?.length ?? 0
-  const manyCeilings = sections.some((s) => s.scenario.id === 'many' && s.groups.some((g) => g.rows.some((r) => r.ceiling)))
+  // Older runs drew the one-key ceilings (× raw) beside the many-keys hits.
+  const manyCeilings = sections.some((s) => s.scenario.id === 'many' && s.groups.some((g) => g.rows.some((r) => r.ceiling && r.result.baseline !== 'raw-many')))
   const footer = [
     text(12, height - 30, 'Bar: median over the rounds of (sample ÷ mean of the two baseline samples around it). Whisker: lowest to highest round. ' +
       (hasCeilings ? 'Grey: hand-written ceilings (benchmarks/servers).' : 'No ceiling variants in this run (--quick or --no-ceilings).'), { size: 11, fill: COLORS.muted }),
@@ -186,7 +195,11 @@ function drawRow ({ result: r, ceiling }, y, x) {
     if (tx > valueX) valueX = tx
   }
   const met = r.met === undefined ? '' : r.met ? '' : ` (target ${r.target.toFixed(2)} missed)`
-  out.push(text(valueX + 6, y + 14, `${r.ratio.toFixed(2)}×${met}`, { size: 12, fill: ceiling ? COLORS.muted : COLORS.text, weight: ceiling ? 400 : 600 }))
+  // The plugin variant against its own ceiling (drawn below it), with that target's outcome.
+  const own = ceiling || r.ceiling === undefined
+    ? ''
+    : ` · ${r.ceiling.ratio.toFixed(2)}× ceiling${r.ceiling.target === undefined ? '' : ` (≥ ${r.ceiling.target.toFixed(2)} ${r.ceiling.met ? 'met' : 'missed'})`}`
+  out.push(text(valueX + 6, y + 14, `${r.ratio.toFixed(2)}×${met}${own}`, { size: 12, fill: ceiling ? COLORS.muted : COLORS.text, weight: ceiling ? 400 : 600 }))
   return out.join('\n')
 }
 

@@ -15,6 +15,8 @@ export const { values: args } = parseOrExit(() => parseArgs({
     duration: { type: 'string' },
     warmup: { type: 'string' },
     connections: { type: 'string' },
+    load: { type: 'string' },
+    'wrk-threads': { type: 'string' },
     only: { type: 'string' },
     'no-ceilings': { type: 'boolean', default: false },
     'no-footprint': { type: 'boolean', default: false },
@@ -40,6 +42,10 @@ export const config = parseOrExit(() => ({
   duration: num('duration', args.quick ? 1 : 5, 1, 60),
   warmup: num('warmup', args.quick ? 0.5 : 1, 0, 30),
   connections: int('connections', 50, 1, 500),
+  // The load generator: autocannon (default, a Node process) or wrk (C; needs `wrk` on the PATH).
+  load: oneOf('load', 'autocannon', ['autocannon', 'wrk']),
+  // wrk threads (each with its own share of the connections); at most --connections.
+  wrkThreads: int('wrk-threads', 2, 1, 16),
   compression: !args['no-compression'],
   // A sample during which other processes used more than this share of the machine is retried.
   noiseLimit: num('noise-limit', 0.1, 0, 1),
@@ -54,6 +60,12 @@ function parseOrExit (parse) {
     console.error(`benchmarks/run.js: ${err.message} (see --help)`)
     process.exit(2)
   }
+}
+
+function oneOf (name, fallback, allowed) {
+  const value = args[name] ?? fallback
+  if (!allowed.includes(value)) throw new Error(`--${name}: expected one of ${allowed.join(', ')}, got '${value}'`)
+  return value
 }
 
 function int (name, fallback, min, max) {

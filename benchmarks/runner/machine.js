@@ -3,6 +3,8 @@
 import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import os from 'node:os'
+import { join } from 'node:path'
+import { ROOT, config } from './config.js'
 
 export function machine () {
   const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : ''
@@ -13,6 +15,15 @@ export function machine () {
     redis: versionOf('redis-server', ['--version'], /v=(\S+)/),
     memcached: versionOf('memcached', ['-V'], /memcached (\S+)/),
     loadavg: loadavg(),
+    loadGenerator: config.load === 'wrk' ? `wrk ${versionOf('wrk', ['-v'], /wrk (\S+)/)}` : `autocannon ${autocannonVersion()}`,
+  }
+}
+
+function autocannonVersion () {
+  try {
+    return JSON.parse(readFileSync(join(ROOT, 'node_modules', 'autocannon', 'package.json'), 'utf8')).version
+  } catch {
+    return 'unknown'
   }
 }
 

@@ -10,13 +10,13 @@ export function writeReport (report, file) {
 
 export function table (report) {
   const lines = [
-    '| variant | req/s (median) | spread | p99 ms | × raw | × baseline | target | store reads / req | handler calls | other load | checks |',
-    '| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | --- |',
+    '| variant | req/s (median) | spread | p99 ms | × raw | × baseline | target | × ceiling | store reads / req | handler calls | other load | checks |',
+    '| --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | --- |',
   ]
   for (const r of report.results) {
     const vsBase = r.baseline === undefined || r.baseline === 'raw' ? '' : `${r.ratio.toFixed(2)} (${r.baseline})`
     const target = r.target === undefined ? '' : `≥ ${r.target.toFixed(2)}${r.baseline === 'raw' ? '' : ` × ${r.baseline}`}: ${r.met ? 'met' : '**missed**'}`
-    lines.push(`| ${r.name} | ${fmt(r.rps)} | ${(r.spread * 100).toFixed(1)}% | ${r.p99} | ${r.xRaw === undefined ? '' : r.xRaw.toFixed(2)} | ${vsBase} | ${target} | ${r.readsPerRequest === undefined ? '' : r.readsPerRequest.toFixed(r.readsPerRequest < 0.1 ? 4 : 2)} | ${fmt(r.handlerCalls)} | ${pct(Math.max(...r.noise))} | ${r.ok ? 'ok' : 'FAILED'} |`)
+    lines.push(`| ${r.name} | ${fmt(r.rps)} | ${(r.spread * 100).toFixed(1)}% | ${ms(r.p99)} | ${r.xRaw === undefined ? '' : r.xRaw.toFixed(2)} | ${vsBase} | ${target} | ${ceilingCell(r.ceiling)} | ${r.readsPerRequest === undefined ? '' : r.readsPerRequest.toFixed(r.readsPerRequest < 0.1 ? 4 : 2)} | ${fmt(r.handlerCalls)} | ${pct(Math.max(...r.noise))} | ${r.ok ? 'ok' : 'FAILED'} |`)
   }
   for (const f of report.footprints) {
     lines.push('', `Memory footprint (compression ${f.compression ? 'on, the default' : 'off'}): ${fmt(f.inserted)} responses of ${f.bodyBytes.join('-')} B cached into the memory store ` +
@@ -26,15 +26,32 @@ export function table (report) {
       `external (Buffers) +${mb(f.externalAfter - f.externalBefore)} MB); fill took ${fmt(f.fillMs / 1000, 1)} s.`)
   }
   const m = report.machine
-  lines.push('', `${m.nproc} CPUs (${m.cpu}), Node ${m.node}, redis ${m.redis}, memcached ${m.memcached}; load average ${m.loadavg} at start, ${m.loadavgEnd} at end; ` +
-    `${report.config.rounds} rounds of -c ${report.config.connections} -d ${report.config.duration} (+${report.config.warmup} s warm-up) in ${report.seconds} s. ` +
+  lines.push('', `${m.nproc} CPUs (${m.cpu}), Node ${m.node}, redis ${m.redis}, memcached ${m.memcached}${m.loadGenerator === undefined ? '' : `, ${m.loadGenerator}`}; load average ${m.loadavg} at start, ${m.loadavgEnd} at end; ` +
+    `${report.config.rounds} rounds of ${loadGenerator(report.config)} -c ${report.config.connections} -d ${report.config.duration} (+${report.config.warmup} s warm-up) in ${report.seconds} s. ` +
     'req/s and p99: medians over all samples (baselines: 2 per round); × baseline (and × raw for the variants measured against raw): median over the rounds of ' +
     'the sample / the mean of the two baseline samples that bracket it in its round; × raw for other variants: ratio of medians; ' +
+    '× ceiling: median over the rounds of (the variant\'s × baseline / its hand-written ceiling\'s × baseline, same round), with the issue\'s target; ' +
     'spread = (max - min) / median of the samples; store reads / req = GETs the Redis or Memcached server counted during the samples ' +
     '(INFO commandstats; memcached cmd_get, which counts namespace-version keys too) / requests served (warm-up included); other load = the most CPU that processes outside this run used during one of the ' +
     `variant's samples, as a share of the machine (samples above ${pct(report.config.noiseLimit)} were retried up to ${report.config.retries} times, ` +
     `the quietest kept; ${report.results.reduce((a, r) => a + r.retries, 0)} retries in all).`)
   return lines.join('\n')
+}
+
+/** The table's "× ceiling" cell: ratio, which ceiling, target met or missed. */
+function ceilingCell (c) {
+  if (c === undefined) return ''
+  return `${c.ratio.toFixed(2)} (${c.name})${c.target === undefined ? '' : `, ≥ ${c.target.toFixed(2)}: ${c.met ? 'met' : '**missed**'}`}`
+}
+
+/** 'autocannon' or 'wrk -t N' (reports written before --load existed: autocannon). */
+export function loadGenerator (config) {
+  return config.load === 'wrk' ? `wrk -t ${Math.min(config.wrkThreads, config.connections)}` : 'autocannon'
+}
+
+/** p99 in ms: autocannon reports whole ms, wrk fractions. */
+function ms (value) {
+  return Number.isInteger(value) ? String(value) : value.toFixed(value < 10 ? 2 : 1)
 }
 
 export function pct (fraction) {

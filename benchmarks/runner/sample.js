@@ -1,4 +1,4 @@
-// Samples: one measured autocannon run against a variant's server, retried when the machine was busy.
+// Samples: one measured load-generator run (autocannon or wrk) against a variant's server, retried when the machine was busy.
 
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -24,7 +24,8 @@ export function planSamples (count, started) {
 let sampleSerial = 0
 
 /**
- * One measured sample (warm-up included) in its own autocannon process. A sample during which
+ * One measured sample (warm-up included) in its own load-generator process (benchmarks/load.js:
+ * autocannon; benchmarks/load-wrk.js: wrk). A sample during which
  * foreign processes used more than `config.noiseLimit` of the machine is run again (up to
  * `config.retries` times, while the time budget lasts); the quietest attempt is kept.
  */
@@ -47,13 +48,17 @@ async function sampleOnce (variant, server, round) {
   const serial = ++sampleSerial
   const paths = variant.paths?.start !== undefined ? { ...variant.paths, start: serial * 100_000_000 } : variant.paths
   const spec = { url: `http://127.0.0.1:${server.port}`, path: variant.path ?? '/', connections: config.connections, duration: config.duration, warmup: config.warmup, paths }
+  // wrk: the thread count, and what every warm-up response must carry (x-cache of the plugin
+  // variants; status 200 for the others).
+  if (config.load === 'wrk') Object.assign(spec, { threads: config.wrkThreads, check: variant.kind === 'hit' ? 'HIT' : variant.kind === 'miss' ? 'MISS' : 'status' })
+  const script = config.load === 'wrk' ? 'load-wrk.js' : 'load.js'
   const cpuBefore = cpuSnapshot()
-  const child = track(spawn(process.execPath, [join(BENCHMARKS, 'load.js'), JSON.stringify(spec)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] }), `autocannon ${variant.name}`)
+  const child = track(spawn(process.execPath, [join(BENCHMARKS, script), JSON.stringify(spec)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] }), `${config.load} ${variant.name}`)
   let out = ''
   child.stdout.on('data', (c) => { out += c })
   const [code] = await once(child, 'exit')
   const noise = foreignLoad(cpuBefore, cpuSnapshot())
-  if (code !== 0) throw new Error(`autocannon for ${variant.name} exited with ${code}`)
+  if (code !== 0) throw new Error(`${config.load} for ${variant.name} exited with ${code}`)
   const result = JSON.parse(out.trim().split('\n').pop())
   const after = await calls(server.port)
   const storeReadCount = server.store === undefined ? undefined : await storeReads(server.store) - readsBefore
@@ -76,6 +81,8 @@ async function sampleOnce (variant, server, round) {
     storeErrors: d('errors'),
     rss: after.rss,
     noise,
+    // wrk only: the warm-up's response checks (status, x-cache).
+    responseChecks: result.checks,
   }
   s.problems = checkSample(variant, s)
   return s
@@ -86,6 +93,10 @@ function checkSample (variant, s) {
   const where = `${variant.name} round ${s.round + 1}`
   if (s.requests === 0) problems.push(`${where}: no requests completed`)
   if (s.errors > 0 || s.non2xx > 0) problems.push(`${where}: ${s.errors} errors, ${s.non2xx} non-2xx`)
+  const rc = s.responseChecks
+  if (rc !== undefined && (rc.badStatus > 0 || rc.badCache > 0)) {
+    problems.push(`${where}: warm-up responses: ${rc.badStatus} not status 200, ${rc.badCache} without x-cache ${rc.expected} (of ${rc.checked}; last: ${rc.lastBad})`)
+  }
   if (s.bypasses > 0 || s.storeErrors > 0) problems.push(`${where}: ${s.bypasses} bypasses, ${s.storeErrors} store errors`)
   if (variant.kind === 'hit' || variant.kind === 'ceiling') {
     // Warm-up requests are in the server's counts, not in autocannon's: counts >= requests.

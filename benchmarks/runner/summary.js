@@ -28,6 +28,8 @@ export function summarize (variants, samples, finalCalls) {
       baseline: v.baseline,
       ratio,
       ratios: ratios?.map((r) => Number(r.toFixed(3))),
+      // The round of each entry of `ratios` (one sample per round for a non-baseline variant).
+      rounds: ratios === undefined ? undefined : list.map((s) => s.round),
       ratioOfMedians: v.baseline === undefined ? undefined : rps / med.get(v.baseline),
       target: v.target,
       met: v.target === undefined || ratio === undefined ? undefined : ratio >= v.target,
@@ -37,18 +39,31 @@ export function summarize (variants, samples, finalCalls) {
       readsPerRequest: list[0]?.storeReads === undefined ? undefined : list.reduce((a, s) => a + s.storeReads, 0) / list.reduce((a, s) => a + s.served, 0),
       noise: list.map((s) => s.noise),
       retries: list.reduce((a, s) => a + s.attempts - 1, 0),
+      // --load wrk: warm-up responses whose status (and x-cache) the wrk script checked.
+      responsesChecked: list.some((s) => s.responseChecks !== undefined) ? list.reduce((a, s) => a + (s.responseChecks?.checked ?? 0), 0) : undefined,
       ok: list.every((s) => s.problems.length === 0),
     }
   })
-  // A variant against another one (metrics on vs off): per round, the two raw-paired ratios.
+  // A variant against another one of the same run: per round, the ratio of the two
+  // baseline-paired ratios, median over the rounds. `versus` (metrics on vs off) and `ceiling`
+  // (a plugin variant against the hand-written ceiling driven the same way).
   for (const r of results) {
     const v = variants.find((x) => x.name === r.name)
-    const other = results.find((x) => x.name === v.versus)
-    if (other === undefined || r.ratios === undefined || other.ratios === undefined) continue
-    const ratio = median(r.ratios.map((x, i) => x / other.ratios[i]).filter(Number.isFinite))
-    r.versus = { name: other.name, ratio, target: v.versusTarget, met: v.versusTarget === undefined ? undefined : ratio >= v.versusTarget }
+    const versus = against(r, results.find((x) => x.name === v.versus), v.versusTarget)
+    if (versus !== undefined) r.versus = versus
+    const ceiling = against(r, results.find((x) => x.name === v.ceiling), v.ceilingTarget)
+    if (ceiling !== undefined) r.ceiling = ceiling
   }
   return results
+}
+
+/** r over other, round by round (both paired with their common baseline in that round). */
+function against (r, other, target) {
+  if (other === undefined || r.ratios === undefined || other.ratios === undefined || r.baseline !== other.baseline) return undefined
+  const ratios = r.rounds.map((round, i) => r.ratios[i] / other.ratios[other.rounds.indexOf(round)]).filter(Number.isFinite)
+  if (ratios.length === 0) return undefined
+  const ratio = median(ratios)
+  return { name: other.name, ratio, ratios: ratios.map((x) => Number(x.toFixed(3))), target, met: target === undefined ? undefined : ratio >= target }
 }
 
 function median (xs) {

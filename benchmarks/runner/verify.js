@@ -31,7 +31,8 @@ export async function verify (variant, server) {
       for (const id of [0, 4321, variant.prewarm - 1]) {
         const res = await get(port, `/items/${id}`)
         problems.push(...checkBody(res, id, `${variant.name} /items/${id} after pre-warm`))
-        if (res.headers['x-cache'] !== 'HIT') problems.push(`${variant.name}: /items/${id} x-cache ${res.headers['x-cache']} after pre-warm, expected HIT`)
+        // Ceilings send no x-cache: the handler-call count below proves their pre-warm.
+        if (plugin && res.headers['x-cache'] !== 'HIT') problems.push(`${variant.name}: /items/${id} x-cache ${res.headers['x-cache']} after pre-warm, expected HIT`)
       }
     }
     const counted = await calls(port)

@@ -290,8 +290,8 @@ export function createFailoverStore (primary: Store, ctx: FailoverContext): Stor
     },
 
     get: (key) => access('get', (store) => store.get(key)),
-    read: (key, tags) => access('get', async (store): Promise<Read> => {
-      const read = await store.read(key, tags)
+    read: (key, tags, create) => access('get', async (store): Promise<Read> => {
+      const read = await store.read(key, tags, create)
       return store === primary ? read : { value: read.value, token: fromFallback }
     }),
     prepare: (key, token, ttlSeconds) => access('prepare', async (store) => {

@@ -19,8 +19,19 @@ export function tagGuardSeconds (maxExpiration = 0): number {
   return Math.max(TAG_GUARD_SECONDS, maxExpiration + GUARD_SLACK_SECONDS)
 }
 
+/** Random bytes drawn 256 guards at a time: a Redis lookup asks for one per read (see redis.ts). */
+const POOL_GUARDS = 256
+let pool = Buffer.alloc(0)
+let taken = 0
+
 export function newGuard (): string {
-  return randomBytes(GUARD_LENGTH / 2).toString('hex')
+  const bytes = GUARD_LENGTH / 2
+  if (taken + bytes > pool.length) {
+    pool = randomBytes(bytes * POOL_GUARDS)
+    taken = 0
+  }
+  taken += bytes
+  return pool.toString('hex', taken - bytes, taken)
 }
 
 /** The guards an entry was written under: its key's, and one per tag, by tag name. */

@@ -51,9 +51,11 @@ export interface Store {
   /**
    * `get`, with the token a conditional `set` of the key needs (one round trip). `tags`: the
    * tags a fill of this key will carry; their guards are read with the entry (an entry that
-   * carries other tags costs a second round trip to check theirs).
+   * carries other tags costs a second round trip to check theirs). `create` (seconds): a route's
+   * lookup, whose miss would prepare next: a store that can creates the missing guards in the
+   * same round trip (as `prepare` would), so that a miss needs no second one.
    */
-  read (key: string, tags?: readonly string[]): Promise<Read>
+  read (key: string, tags?: readonly string[], create?: number): Promise<Read>
 
   /**
    * Makes a read's token writable before the work whose result will be stored starts: creates
