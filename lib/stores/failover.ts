@@ -73,18 +73,18 @@ export function createFailoverStore (primary: Store, ctx: FailoverContext): Stor
     return new BackendUnavailableError(`${kind} ${name}: held back until ${pending.length} invalidation(s) missed during an outage are replayed`)
   }
 
-  async function bounded<T> (name: string, run: Promise<T>, ms: number): Promise<T> {
-    let timeout: NodeJS.Timeout | undefined
-    try {
-      return await Promise.race([run, new Promise<never>((_resolve, reject) => {
-        timeout = setTimeout(() => reject(new BackendUnavailableError(`${kind} ${name}: no answer within ${ms} ms`)), ms)
-      })])
-    } catch (err) {
-      if (err instanceof CacheError) throw err
-      throw new BackendUnavailableError(`${kind} ${name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
-    } finally {
-      clearTimeout(timeout)
-    }
+  // One promise and one timer per operation, no Promise.race: this runs on every store read.
+  function bounded<T> (name: string, run: Promise<T>, ms: number): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timeout = setTimeout(() => reject(new BackendUnavailableError(`${kind} ${name}: no answer within ${ms} ms`)), ms)
+      run.then((value) => {
+        clearTimeout(timeout)
+        resolve(value)
+      }, (err: unknown) => {
+        clearTimeout(timeout)
+        reject(err instanceof CacheError ? err : new BackendUnavailableError(`${kind} ${name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }))
+      })
+    })
   }
 
   /** CacheErrors other than unavailability (e.g. PatternMatchingNotSupportedError) are answers. */
