@@ -4,7 +4,7 @@ import { strongEtag, type ResponseEntry } from './codec.js'
 import type { Engine, ManagedStore } from './engine.js'
 import type { Token } from './stores/store.js'
 import { BYPASS, HIT, kState, type Miss } from './request-state.js'
-import { CACHE_STATUS } from './serve.js'
+import { CACHE_STATUS, entryHeaders } from './serve.js'
 import type { RouteCounter } from './stats.js'
 import { responseVary, variantSet } from './variants.js'
 
@@ -41,10 +41,7 @@ export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<
       reply.code(stale.status)
       for (const name of Object.keys(reply.getHeaders())) if (name !== engine.opts.cacheHeader) reply.removeHeader(name)
       reply.headers(stale.headers)
-      if (status) reply.header('cache-status', CACHE_STATUS.stale)
-      reply.header('age', Math.max(0, Math.floor((Date.now() - stale.storedAt) / 1000)))
-      reply.header('etag', stale.etag)
-      if (engine.opts.cacheHeader) reply.header(engine.opts.cacheHeader, 'STALE')
+      entryHeaders(reply, stale, engine.opts.cacheHeader, 'STALE', status ? CACHE_STATUS.stale : undefined)
       const served = stale.body
       if (miss.lease === undefined) return done(null, served)
       return release(engine, store, miss.lease).then(() => done(null, served))

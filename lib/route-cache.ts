@@ -65,12 +65,13 @@ export function cacheRoutes (engine: Engine, unmatchable: string[]): (route: Rou
       const vary = cfg.vary?.map((h) => h.toLowerCase()) ?? []
       route.preHandler = appendHook(route.preHandler, makeLookup({ engine, store, key, tags, counter, vary, expiration: keepFor, flights, stale, refresher: stale.whileRevalidate > 0 || stale.timeout !== undefined ? new Refresher(engine, store) : undefined }))
       if (methods.includes('GET')) {
-        // The capture is the first of the route's onSend hooks, whatever the registration order:
-        // it keeps the payload as the handler made it, before a route-level encoder
-        // (@fastify/compress) turns it into a stream or one client's encoding. The fill is the
-        // last, so it sees every header the other hooks set (set-cookie, private...). A hit's
-        // payload then passes the same hooks as the miss's did: each client its own encoding.
-        route.onSend = prependHook(route.onSend, capturePayload)
+        // Route-level onSend hooks already here (a plugin registered before this one, such as
+        // @fastify/compress, or the route's own) run before the fill: a capture ahead of them
+        // keeps the payload as the handler made it, before an encoder turns it into a stream or
+        // one client's encoding, and the fill still sees every header they set. Hooks added
+        // later come after the fill, which then sees the handler's payload itself: no capture,
+        // no extra hook per request. A hit's payload passes the same hooks as the miss's did.
+        if (hasHooks(route.onSend)) route.onSend = prependHook(route.onSend, capturePayload)
         route.onSend = appendHook(route.onSend, makeFill(engine, store, new Set(cfg.statusCodes ?? [200]), { expiration, whileRevalidate: cfg.staleWhileRevalidate ?? 0, ifError: cfg.staleIfError ?? 0 }, counter))
       }
     }
@@ -79,6 +80,10 @@ export function cacheRoutes (engine: Engine, unmatchable: string[]): (route: Rou
       route.onSend = appendHook(route.onSend, makeInvalidate(engine, store, { own: key, extras, patterns, tags: invalidateTags, namespaces }))
     }
   }
+}
+
+function hasHooks<T> (hooks: T | T[] | undefined): boolean {
+  return Array.isArray(hooks) ? hooks.length > 0 : hooks !== undefined
 }
 
 function prependHook<T> (hooks: T | T[] | undefined, hook: T): T[] {

@@ -17,13 +17,17 @@ export const CACHE_STATUS = {
   bypass: (detail: string) => `fastify-server-cache; fwd=bypass; detail=${detail}`,
 } as const
 
-/** Replies from a stored entry: the handler does not run. */
-export function serve (reply: FastifyReply, entry: ResponseEntry, ifNoneMatch: string | undefined, header: string | false, outcome = 'HIT', cacheStatus?: string): void {
-  const age = Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1000))
+/** The headers every answer from a stored entry carries: the outcome, its age and its ETag. */
+export function entryHeaders (reply: FastifyReply, entry: ResponseEntry, header: string | false, outcome: string, cacheStatus: string | undefined): void {
   if (header) reply.header(header, outcome)
   if (cacheStatus !== undefined) reply.header('cache-status', cacheStatus)
-  reply.header('age', age)
+  reply.header('age', Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1000)))
   reply.header('etag', entry.etag)
+}
+
+/** Replies from a stored entry: the handler does not run. */
+export function serve (reply: FastifyReply, entry: ResponseEntry, ifNoneMatch: string | undefined, header: string | false, outcome = 'HIT', cacheStatus?: string): void {
+  entryHeaders(reply, entry, header, outcome, cacheStatus)
   if (ifNoneMatch !== undefined && etagMatches(ifNoneMatch, entry.etag)) {
     for (const name of NOT_MODIFIED_HEADERS) {
       if (entry.headers[name] !== undefined) reply.header(name, entry.headers[name])

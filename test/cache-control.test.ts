@@ -86,3 +86,30 @@ t.test('concurrent requests waiting on a fill whose response has max-age=0 get t
   t.ok(burst.every((r) => r.statusCode === 200 && r.json().calls === 1 && r.headers['x-cache'] === 'MISS'))
   t.equal((await app.inject('/now')).json().calls, 2, 'the next request runs the handler')
 })
+
+for (const [name, options] of stores.slice(1)) {
+  t.test(`${name}: two instances: a lifetime and window set by one instance's response hold on the other`, async (t) => {
+    const shared = await options(t)
+    const keyPrefix = `cc-${Math.random().toString(36).slice(2)}`
+    let calls = 0
+    const instance = async () => {
+      const { app } = await withCache({ ...shared, keyPrefix })
+      t.teardown(() => app.close())
+      app.get('/doc', { config: { cache: { keyPrefix: 'doc', expiration: 60, staleWhileRevalidate: 60 } } }, async (_request, reply) => {
+        calls++
+        reply.header('cache-control', 's-maxage=1, stale-while-revalidate=1')
+        return { calls }
+      })
+      return app
+    }
+    const [a, b] = await Promise.all([instance(), instance()])
+    t.equal((await a.inject('/doc')).headers['x-cache'], 'MISS')
+    t.equal((await b.inject('/doc')).headers['x-cache'], 'HIT', 'B serves what A stored')
+    await sleep(1200)
+    t.equal((await b.inject('/doc')).headers['x-cache'], 'STALE', "B honours the entry's own 1 s lifetime")
+    // That STALE answer refreshed the entry (fresh 1 s, stale 1 s more); 2.3 s later both are over.
+    await sleep(2300)
+    t.equal((await b.inject('/doc')).headers['x-cache'], 'MISS', "past the entry's own 1 s window, a miss (the route would allow 60 s)")
+    t.equal(calls, 3, 'the fill, the refresh, the miss')
+  })
+}
