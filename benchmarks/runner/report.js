@@ -10,13 +10,13 @@ export function writeReport (report, file) {
 
 export function table (report) {
   const lines = [
-    '| variant | req/s (median) | spread | p99 ms | × raw | × baseline | target | × ceiling | store reads / req | handler calls | other load | checks |',
-    '| --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | --- |',
+    '| variant | req/s (median) | spread | p99 ms | × raw | × baseline | target | × ceiling | store reads / req | server µs / req | store µs / req | handler calls | other load | checks |',
+    '| --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |',
   ]
   for (const r of report.results) {
     const vsBase = r.baseline === undefined || r.baseline === 'raw' ? '' : `${r.ratio.toFixed(2)} (${r.baseline})`
     const target = r.target === undefined ? '' : `≥ ${r.target.toFixed(2)}${r.baseline === 'raw' ? '' : ` × ${r.baseline}`}: ${r.met ? 'met' : '**missed**'}`
-    lines.push(`| ${r.name} | ${fmt(r.rps)} | ${(r.spread * 100).toFixed(1)}% | ${ms(r.p99)} | ${r.xRaw === undefined ? '' : r.xRaw.toFixed(2)} | ${vsBase} | ${target} | ${ceilingCell(r.ceiling)} | ${r.readsPerRequest === undefined ? '' : r.readsPerRequest.toFixed(r.readsPerRequest < 0.1 ? 4 : 2)} | ${fmt(r.handlerCalls)} | ${pct(Math.max(...r.noise))} | ${r.ok ? 'ok' : 'FAILED'} |`)
+    lines.push(`| ${r.name} | ${fmt(r.rps)} | ${(r.spread * 100).toFixed(1)}% | ${ms(r.p99)} | ${r.xRaw === undefined ? '' : r.xRaw.toFixed(2)} | ${vsBase} | ${target} | ${ceilingCell(r.ceiling)} | ${r.readsPerRequest === undefined ? '' : r.readsPerRequest.toFixed(r.readsPerRequest < 0.1 ? 4 : 2)} | ${us(r.cpuPerRequest)} | ${us(r.storeCpuPerRequest)} | ${fmt(r.handlerCalls)} | ${pct(Math.max(...r.noise))} | ${r.ok ? 'ok' : 'FAILED'} |`)
   }
   for (const f of report.footprints) {
     lines.push('', `Memory footprint (compression ${f.compression ? 'on, the default' : 'off'}): ${fmt(f.inserted)} responses of ${f.bodyBytes.join('-')} B cached into the memory store ` +
@@ -32,7 +32,9 @@ export function table (report) {
     'the sample / the mean of the two baseline samples that bracket it in its round; × raw for other variants: ratio of medians; ' +
     '× ceiling: median over the rounds of (the variant\'s × baseline / its hand-written ceiling\'s × baseline, same round), with the issue\'s target; ' +
     'spread = (max - min) / median of the samples; store reads / req = GETs the Redis or Memcached server counted during the samples ' +
-    '(INFO commandstats; memcached cmd_get, which counts namespace-version keys too) / requests served (warm-up included); other load = the most CPU that processes outside this run used during one of the ' +
+    '(INFO commandstats: GET and MGET calls, one MGET reading the keys of every lookup batched into one script call; memcached cmd_get, which counts namespace-version keys too) / requests served (warm-up included); ' +
+    'server µs / req and store µs / req: CPU time the variant\'s server process and its store server used during the samples (warm-up included) / requests served; ' +
+    '"CPU n×" in the × ceiling column: the variant\'s server + store CPU per request over its ceiling\'s; other load = the most CPU that processes outside this run used during one of the ' +
     `variant's samples, as a share of the machine (samples above ${pct(report.config.noiseLimit)} were retried up to ${report.config.retries} times, ` +
     `the quietest kept; ${report.results.reduce((a, r) => a + r.retries, 0)} retries in all).`)
   return lines.join('\n')
@@ -41,7 +43,13 @@ export function table (report) {
 /** The table's "× ceiling" cell: ratio, which ceiling, target met or missed. */
 function ceilingCell (c) {
   if (c === undefined) return ''
-  return `${c.ratio.toFixed(2)} (${c.name})${c.target === undefined ? '' : `, ≥ ${c.target.toFixed(2)}: ${c.met ? 'met' : '**missed**'}`}`
+  const cpu = Number.isFinite(c.cpuRatio) ? `; CPU ${c.cpuRatio.toFixed(2)}×` : ''
+  return `${c.ratio.toFixed(2)} (${c.name})${c.target === undefined ? '' : `, ≥ ${c.target.toFixed(2)}: ${c.met ? 'met' : '**missed**'}`}${cpu}`
+}
+
+/** µs per request (one decimal under 10). */
+function us (value) {
+  return value === undefined || !Number.isFinite(value) ? '' : value.toFixed(value < 10 ? 1 : 0)
 }
 
 /** 'autocannon' or 'wrk -t N' (reports written before --load existed: autocannon). */

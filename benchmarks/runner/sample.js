@@ -7,7 +7,7 @@ import { track } from './children.js'
 import { BENCHMARKS, ROOT, config } from './config.js'
 import { cpuSnapshot, foreignLoad } from './noise.js'
 import { calls } from './servers.js'
-import { storeReads } from './stores.js'
+import { storeCpu, storeReads } from './stores.js'
 
 // Retries are allowed only while the samples still planned fit before this time (the full run
 // should stay under ~10 minutes).
@@ -44,6 +44,7 @@ export async function sample (variant, server, round) {
 async function sampleOnce (variant, server, round) {
   const before = await calls(server.port)
   const readsBefore = server.store === undefined ? undefined : await storeReads(server.store)
+  const storeCpuBefore = server.store === undefined ? undefined : await storeCpu(server.store)
   // Forced misses: ids from a range no other sample (or attempt, or warm-up) uses.
   const serial = ++sampleSerial
   const paths = variant.paths?.start !== undefined ? { ...variant.paths, start: serial * 100_000_000 } : variant.paths
@@ -62,6 +63,7 @@ async function sampleOnce (variant, server, round) {
   const result = JSON.parse(out.trim().split('\n').pop())
   const after = await calls(server.port)
   const storeReadCount = server.store === undefined ? undefined : await storeReads(server.store) - readsBefore
+  const storeCpuUs = server.store === undefined ? undefined : await storeCpu(server.store) - storeCpuBefore
   const d = (field) => (after.stats?.[field] ?? 0) - (before.stats?.[field] ?? 0)
   const s = {
     round,
@@ -71,6 +73,10 @@ async function sampleOnce (variant, server, round) {
     // Warm-up included: store reads are counted over both.
     served: result.requests + result.warmupRequests,
     storeReads: storeReadCount,
+    // µs of CPU over the sample (warm-up included, like `served`): the server's own, and its
+    // store server's. The two /__calls requests are in the server's share (a few µs).
+    serverCpu: after.cpu - before.cpu,
+    storeCpu: storeCpuUs,
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
     handlerCalls: after.calls - before.calls,

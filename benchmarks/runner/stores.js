@@ -105,6 +105,23 @@ function query (port, command, complete) {
 }
 
 /**
+ * µs of CPU the store server has used since it started, as it reports it (Redis `INFO cpu`,
+ * memcached `stats` rusage): both print microseconds, finer than /proc's clock ticks.
+ */
+export async function storeCpu (store) {
+  const seconds = (text, user, sys) => Number(new RegExp(`${user}[: ](\\d+\\.\\d+)`).exec(text)?.[1] ?? NaN) + Number(new RegExp(`${sys}[: ](\\d+\\.\\d+)`).exec(text)?.[1] ?? NaN)
+  if (store.kind === 'redis') {
+    const info = await query(store.port, 'INFO cpu\r\n', (data) => {
+      const header = /^\$(\d+)\r\n/.exec(data)
+      return header !== null && Buffer.byteLength(data) >= header[0].length + Number(header[1]) + 2
+    })
+    return Math.round(seconds(info, 'used_cpu_user', 'used_cpu_sys') * 1e6)
+  }
+  const stats = await query(store.port, 'stats\r\n', (data) => data.includes('END\r\n'))
+  return Math.round(seconds(stats, 'STAT rusage_user', 'STAT rusage_system') * 1e6)
+}
+
+/**
  * Reads the store has served since it started, as the server counts them: Redis GET and MGET
  * calls (INFO commandstats; a plugin lookup is one MGET of the entry and its guard, a
  * hand-written one a GET), memcached keys fetched (`cmd_get`: a plugin lookup fetches its namespace

@@ -37,6 +37,10 @@ export function summarize (variants, samples, finalCalls) {
       requests: list.reduce((a, s) => a + s.requests, 0),
       // Store reads per request served (warm-up included on both sides); undefined without a store.
       readsPerRequest: list[0]?.storeReads === undefined ? undefined : list.reduce((a, s) => a + s.storeReads, 0) / list.reduce((a, s) => a + s.served, 0),
+      // µs of CPU per request served: the server's (robust to noise where req/s is not: it counts
+      // what a request costs, not how fast a busy machine got through them), and its store's.
+      cpuPerRequest: list.reduce((a, s) => a + s.serverCpu, 0) / list.reduce((a, s) => a + s.served, 0),
+      storeCpuPerRequest: list[0]?.storeCpu === undefined ? undefined : list.reduce((a, s) => a + s.storeCpu, 0) / list.reduce((a, s) => a + s.served, 0),
       noise: list.map((s) => s.noise),
       retries: list.reduce((a, s) => a + s.attempts - 1, 0),
       // --load wrk: warm-up responses whose status (and x-cache) the wrk script checked.
@@ -63,7 +67,9 @@ function against (r, other, target) {
   const ratios = r.rounds.map((round, i) => r.ratios[i] / other.ratios[other.rounds.indexOf(round)]).filter(Number.isFinite)
   if (ratios.length === 0) return undefined
   const ratio = median(ratios)
-  return { name: other.name, ratio, ratios: ratios.map((x) => Number(x.toFixed(3))), target, met: target === undefined ? undefined : ratio >= target }
+  // CPU per request over the variant's and its ceiling's whole runs (server and store together).
+  const cpu = (x) => x.cpuPerRequest + (x.storeCpuPerRequest ?? 0)
+  return { name: other.name, ratio, ratios: ratios.map((x) => Number(x.toFixed(3))), target, met: target === undefined ? undefined : ratio >= target, cpuRatio: cpu(r) / cpu(other) }
 }
 
 function median (xs) {

@@ -69,7 +69,9 @@ export function slowRoute (app, config) {
 export async function serve (app) {
   app.get('/__calls', async () => {
     const stats = app.hasDecorator('cache') ? app.cache.stats() : null
-    return { calls: calls.count, stats, rss: process.memoryUsage().rss }
+    // cpu: µs of CPU this process has used (user + system), for the runner's CPU per request.
+    const { user, system } = process.cpuUsage()
+    return { calls: calls.count, stats, rss: process.memoryUsage().rss, cpu: user + system }
   })
   await app.listen({ host: '127.0.0.1', port: 0 })
   const { port } = app.server.address()

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { Redis, type Cluster } from 'ioredis'
 import { BackendUnavailableError } from '../errors.js'
 import { compileGlob, escapeGlob, literalPrefix } from '../glob.js'
 import { batchWrites, sentNow } from './batch-writes.js'
+import { BatchedReads } from './redis-reads.js'
 import { GUARD_SLACK_SECONDS, newGuard, sameTags, stamped, stampValid, tagGuardSeconds, unstamp } from './guards.js'
 import type { RedisOptions } from '../schemas.js'
 import type { Read, Store, StoreContext, Token } from './store.js'
@@ -43,19 +43,6 @@ type Command = [string, ...Array<string | number | Buffer>]
 const LEVEL = '\u0000n:'
 /** Prefix levels of a key that get a guard of their own, as on Memcached. */
 const MAX_LEVELS = 8
-/**
- * KEYS: the entry, its guard, its tags' guards. ARGV: the key guard's TTL, the tag guards' TTL,
- * a new guard. Reads them all and sets each missing guard to the new one (see readCreating).
- */
-const READ_CREATING = `local v = redis.call('MGET', unpack(KEYS))
-for i = 2, #KEYS do
-  if not v[i] then
-    redis.call('SET', KEYS[i], ARGV[3], 'EX', i == 2 and ARGV[1] or ARGV[2])
-    v[i] = ARGV[3]
-  end
-end
-return v`
-const READ_CREATING_SHA = createHash('sha1').update(READ_CREATING).digest('hex')
 
 /**
  * A Store on ioredis. Fail-open (timeouts, circuit breaker, fallback) is not done here but by
@@ -71,6 +58,7 @@ export function createRedisStore (options: RedisOptions | undefined, ctx: StoreC
   const tagKey = (tag: string): string => `${ctx.keyPrefix}:\u0000t:${tag}`
   const root = `${ctx.keyPrefix}:`
   const tagTtl = tagGuardSeconds(ctx.maxExpiration)
+  const reads = isCluster ? undefined : new BatchedReads(client as Redis, tagTtl)
 
   /**
    * Namespaces are tags every key carries implicitly: one per prefix level (`user_7_widgets:` of
@@ -152,28 +140,11 @@ export function createRedisStore (options: RedisOptions | undefined, ctx: StoreC
     return await redis.mgetBuffer(...keys)
   }
 
-  /**
-   * The entry and its guards, creating the missing guards at once: what `prepare` would do next
-   * on a miss, in the same round trip. One script, so atomic: a guard it returns is the one in
-   * place. Not on a Cluster (the guards live in other slots): there prepare() does it.
-   */
-  async function readCreating (keys: string[], ttlSeconds: number): Promise<Array<Buffer | null>> {
-    const redis = client as Redis
-    if (redis.status === 'ready') batchWrites(redis.stream)
-    else sentNow()
-    const args = [keys.length, ...keys, ttlSeconds + GUARD_SLACK_SECONDS, tagTtl, newGuard()]
-    try {
-      return await redis.callBuffer('evalsha', READ_CREATING_SHA, ...args) as Array<Buffer | null>
-    } catch (err) {
-      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err
-      return await redis.callBuffer('eval', READ_CREATING, ...args) as Array<Buffer | null>
-    }
-  }
-
   async function read (key: string, own: readonly string[] = [], create?: number): Promise<Read> {
     const tags = withLevels(key, own)
     const keys = [key, guardOf(key), ...tags.map(tagKey)]
-    const [stored, guardBuf, ...tagBufs] = create === undefined || isCluster ? await getMany(keys) : await readCreating(keys, create)
+    // Not on a Cluster (the guards live in other slots than the entry): there prepare() creates them.
+    const [stored, guardBuf, ...tagBufs] = create === undefined || reads === undefined ? await getMany(keys) : await reads.read(keys, create + GUARD_SLACK_SECONDS)
     const guard = text(guardBuf)
     const tagGuards = tagBufs.map(text)
     const token = tokenOf(guard, tags, tagGuards)
