@@ -94,14 +94,14 @@ export class Codec {
     return out
   }
 
-  /** Throws CorruptEntryError for anything that is not a whole entry of ours. */
-  decode (buf: Buffer): Entry {
+  /** Throws CorruptEntryError for anything that is not a whole entry of ours; `key` is where it was read. */
+  decode (buf: Buffer, key: string): Entry {
     const cached = this.#decoded.get(buf)
     if (cached !== undefined) return cached
     // Only responses are shared by content: a provider value is parsed anew for every caller,
     // who may change the object it gets.
     const entry = buf.length > 2 && (buf[2] & 0x0F) === KIND_RESPONSE
-      ? this.#remote.get(buf, (b) => this.#decode(b) as ResponseEntry, kept)
+      ? this.#remote.get(key, buf, (b) => this.#decode(b) as ResponseEntry, kept)
       : this.#decode(buf)
     this.#decoded.set(buf, entry)
     return entry

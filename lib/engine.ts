@@ -177,7 +177,7 @@ export class Engine {
   /** The entry, or CORRUPT (logged; the caller deletes it). */
   #decode (key: string, buf: Buffer): Entry | typeof CORRUPT {
     try {
-      return this.codec.decode(buf)
+      return this.codec.decode(buf, key)
     } catch (err) {
       if (!(err instanceof CorruptEntryError)) throw err
       this.log.warn({ key, reason: err.message }, 'Cache entry could not be decoded; deleted and treated as a miss')

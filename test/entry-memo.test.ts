@@ -1,22 +1,21 @@
 import t from 'tap'
 import { EntryMemo } from '../lib/entry-memo.js'
 
-// The memo of decoded remote entries: by content, bounded, least recently used out first.
+// The memo of decoded remote entries: by key and content, bounded, least recently used out
+// first, and once full, new keys admitted one in 32 (no cliff when the working set is larger).
 
 const KiB = 1024
 const MiB = 1024 * KiB
 
-/** A memo whose "decoding" is a copy, counting the decodes per content. */
-function counted (): { memo: EntryMemo<Buffer>, decodes: Map<string, number>, get: (bytes: Buffer) => Buffer } {
-  const memo = new EntryMemo<Buffer>()
+/** A memo whose "decoding" is a copy, counting the decodes per key. */
+function counted (maxBytes?: number): { memo: EntryMemo<Buffer>, decodes: Map<string, number>, get: (key: string, bytes: Buffer) => Buffer } {
+  const memo = new EntryMemo<Buffer>(maxBytes)
   const decodes = new Map<string, number>()
-  const decode = (bytes: Buffer): Buffer => {
-    const id = bytes.subarray(0, 16).toString()
-    decodes.set(id, (decodes.get(id) ?? 0) + 1)
-    return Buffer.from(bytes)
-  }
-  const keep = (value: Buffer): { value: Buffer, size: number } => ({ value, size: value.length })
-  return { memo, decodes, get: (bytes) => memo.get(bytes, decode, keep) }
+  const get = (key: string, bytes: Buffer): Buffer => memo.get(key, bytes, (b) => {
+    decodes.set(key, (decodes.get(key) ?? 0) + 1)
+    return Buffer.from(b)
+  }, (value) => ({ value, size: value.length }))
+  return { memo, decodes, get }
 }
 
 const entry = (id: number, size = 64 * KiB): Buffer => {
@@ -25,41 +24,89 @@ const entry = (id: number, size = 64 * KiB): Buffer => {
   return b
 }
 
-t.test('the same bytes are decoded once, whatever Buffer they arrive in; other bytes are decoded', async (t) => {
-  const { decodes, get } = counted()
-  const first = get(entry(1))
-  t.equal(get(entry(1)), first, 'a copy of the same bytes gets the kept result')
+t.test('the same bytes under a key are decoded once, whatever Buffer they arrive in; other bytes are decoded', async (t) => {
+  const { decodes, get, memo } = counted()
+  const first = get('k1', entry(1))
+  t.equal(get('k1', entry(1)), first, 'a copy of the same bytes gets the kept result')
   const changed = entry(1)
   changed[changed.length - 1] ^= 1
-  t.not(get(changed), first, 'one byte different is another entry')
-  t.equal(decodes.get('1...............'), 2)
+  const second = get('k1', changed)
+  t.not(second, first, 'one byte different is another entry')
+  t.equal(decodes.get('k1'), 2)
+  t.equal(get('k1', changed), second, 'the new bytes are kept in place of the old')
+  t.equal(memo.bytes, 64 * KiB + 256, 'one entry kept for the key, not two')
+  t.not(get('k2', entry(1)), first, 'the same bytes under another key are that key\'s own entry')
 })
 
-t.test('bounded at 16 MiB: the least recently used go first', async (t) => {
-  const { decodes, get } = counted()
-  get(entry(0))
-  get(entry(1))
-  // 64 KiB each (plus overhead): 300 of them are well past 16 MiB.
+t.test('bounded: the least recently used go first', async (t) => {
+  const { decodes, get, memo } = counted(MiB)
+  get('k0', entry(0))
+  get('k1', entry(1))
+  // 64 KiB each (plus overhead): 300 of them are well past 1 MiB.
   for (let id = 2; id < 300; id++) {
-    get(entry(id))
-    get(entry(1)) // kept in use
+    get(`k${id}`, entry(id))
+    get('k1', entry(1)) // kept in use
   }
-  get(entry(0))
-  get(entry(1))
-  t.equal(decodes.get('0...............'), 2, 'the unused first entry was evicted and decoded again')
-  t.equal(decodes.get('1...............'), 1, 'the entry in use stayed')
-  get(entry(299))
-  t.equal(decodes.get('299.............'), 1, 'a recent entry stayed')
+  t.ok(memo.bytes <= MiB, `${memo.bytes} bytes kept`)
+  get('k0', entry(0))
+  get('k1', entry(1))
+  t.equal(decodes.get('k0'), 2, 'the unused first entry was evicted and decoded again')
+  t.equal(decodes.get('k1'), 1, 'the entry in use stayed')
+})
+
+t.test('a working set larger than the memo, read in turn, still finds part of it (plain LRU: nothing)', async (t) => {
+  // ~1 KB entries, a 1 MiB memo (about 800 of them), 8,000 keys cycled 20 times.
+  const { decodes, get, memo } = counted(MiB)
+  const keys = 8000
+  const bodies = Array.from({ length: keys }, (_, id) => entry(id, 1024))
+  let hits = 0
+  for (let round = 0; round < 20; round++) {
+    for (let id = 0; id < keys; id++) {
+      const before = decodes.get(`k${id}`) ?? 0
+      get(`k${id}`, bodies[id])
+      if (round >= 10 && decodes.get(`k${id}`) === before) hits++
+    }
+  }
+  const rate = hits / (10 * keys)
+  const fits = MiB / (1024 + 256) / keys
+  t.ok(rate >= 0.6 * fits, `hit rate ${(rate * 100).toFixed(1)}% over the last 10 rounds; ${(fits * 100).toFixed(1)}% of the keys fit`)
+  t.ok(memo.bytes <= MiB)
+})
+
+t.test('a working set that fits is kept whole, and a new one that fits replaces it', async (t) => {
+  const { decodes, get } = counted(MiB)
+  const round = (from: number): number => {
+    let decoded = 0
+    for (let id = from; id < from + 500; id++) {
+      const before = decodes.get(`k${id}`) ?? 0
+      get(`k${id}`, entry(id, 1024))
+      if (decodes.get(`k${id}`) !== before) decoded++
+    }
+    return decoded
+  }
+  t.equal(round(0), 500, 'first round: all decoded')
+  t.equal(round(0), 0, 'second round: all kept')
+  // 500 other keys: the memo holds ~800, so old ones must go. While it is full, one new key in
+  // 32 is taken in (in place of the least recently used, the old set's), so the new set comes
+  // in over rounds, a little slower as fewer of its keys miss.
+  const decoded = [round(10_000)]
+  while (decoded[decoded.length - 1] > 50 && decoded.length < 100) decoded.push(round(10_000))
+  t.ok(decoded[0] > 100, `the first round of the new set decodes ${decoded[0]} of 500`)
+  t.ok(decoded.length <= 80, `after ${decoded.length} rounds, 90% of the new set is kept`)
+  let rounds = 0
+  while (round(10_000) > 0 && rounds < 500) rounds++
+  t.ok(rounds < 500, `and all of it after ${decoded.length + rounds + 1} rounds`)
+  t.equal(round(10_000), 0)
 })
 
 t.test('entries over 256 KiB are decoded every time, and do not push others out', async (t) => {
   const { decodes, get } = counted()
-  get(entry(1))
-  for (let i = 0; i < 3; i++) get(entry(2, 300 * KiB))
-  t.equal(decodes.get('2...............'), 3)
-  for (let i = 0; i < 100; i++) get(entry(3, MiB))
-  get(entry(1))
-  t.equal(decodes.get('1...............'), 1)
+  get('k1', entry(1))
+  for (let i = 0; i < 3; i++) get('k2', entry(2, 300 * KiB))
+  t.equal(decodes.get('k2'), 3)
+  for (let i = 0; i < 100; i++) get('k3', entry(3, MiB))
+  get('k1', entry(1))
+  t.equal(decodes.get('k1'), 1)
 })
 
 t.test('the codec keeps remote response entries with bodies of their own, not views into what the client read', async (t) => {
@@ -70,11 +117,11 @@ t.test('the codec keeps remote response entries with bodies of their own, not vi
   // What a client hands back: a slice of its socket buffer, many times the entry's size.
   const socketBuffer = Buffer.alloc(64 * KiB)
   stored.copy(socketBuffer, 100)
-  const read = codec.decode(socketBuffer.subarray(100, 100 + stored.length))
+  const read = codec.decode(socketBuffer.subarray(100, 100 + stored.length), 'k')
   t.equal(read.kind, 'response')
   if (read.kind !== 'response') return
   t.same(read.body, body)
   t.not(read.body.buffer, socketBuffer.buffer, 'the kept body does not hold the 64 KiB buffer')
-  const again = codec.decode(Buffer.from(stored))
+  const again = codec.decode(Buffer.from(stored), 'k')
   t.equal(again, read, 'the next read of the same bytes gets the kept entry')
 })

@@ -3,6 +3,8 @@
 import { args } from './config.js'
 
 const MANY_KEYS = 10_000
+// Past the entry memo (16 MiB: ~12,000 of these entries): what a working set larger than it costs.
+const MORE_KEYS = 100_000
 
 // Variants. kind: origin (handler runs every time), hit (must never run the handler while
 // measured), miss (must miss every time), ceiling (hand-written lower bounds of a hit's work),
@@ -14,6 +16,7 @@ const MANY_KEYS = 10_000
 
 const one = null
 const many = { prefix: '/items/', cycle: MANY_KEYS }
+const more = { prefix: '/items/', cycle: MORE_KEYS }
 const unique = { prefix: '/slow/', start: 0 }
 
 export const VARIANTS = [
@@ -33,6 +36,8 @@ export const VARIANTS = [
   { name: 'memory-many', script: 'memory-hit.js', paths: many, kind: 'hit', prewarm: MANY_KEYS, baseline: 'raw-many', target: 1.0, ceiling: 'ceil-map-sync-many', what: `memory store, ${MANY_KEYS} keys cycling, pre-warmed` },
   { name: 'redis-many', script: 'redis-hit.js', paths: many, kind: 'hit', needs: 'redis', prewarm: MANY_KEYS, baseline: 'raw-many', ceiling: 'ceil-ioredis-many', ceilingTarget: 1.15, what: `Redis store, ${MANY_KEYS} keys cycling, pre-warmed` },
   { name: 'memcached-many', script: 'memcached-hit.js', paths: many, kind: 'hit', needs: 'memcached', prewarm: MANY_KEYS, baseline: 'raw-many', ceiling: 'ceil-memjs-many', ceilingTarget: 1.15, what: `Memcached store, ${MANY_KEYS} keys cycling, pre-warmed` },
+  { name: 'redis-many-100k', script: 'redis-hit.js', paths: more, kind: 'hit', needs: 'redis', prewarm: MORE_KEYS, baseline: 'raw-many', ceiling: 'ceil-ioredis-many', what: `Redis store, ${MORE_KEYS} keys cycling (more than the entry memo holds), pre-warmed` },
+  { name: 'memcached-many-100k', script: 'memcached-hit.js', paths: more, kind: 'hit', needs: 'memcached', prewarm: MORE_KEYS, baseline: 'raw-many', ceiling: 'ceil-memjs-many', what: `Memcached store, ${MORE_KEYS} keys cycling (more than the entry memo holds), pre-warmed` },
   { name: 'redis-many-tag1', script: 'redis-hit.js', env: { TAGS: '1' }, paths: many, kind: 'hit', needs: 'redis', prewarm: MANY_KEYS, baseline: 'raw-many', ceiling: 'ceil-ioredis-many', what: `Redis store, ${MANY_KEYS} keys cycling, 1 tag each` },
   { name: 'memcached-many-tag1', script: 'memcached-hit.js', env: { TAGS: '1' }, paths: many, kind: 'hit', needs: 'memcached', prewarm: MANY_KEYS, baseline: 'raw-many', ceiling: 'ceil-memjs-many', what: `Memcached store, ${MANY_KEYS} keys cycling, 1 tag each` },
   { name: 'slow-uncached', script: 'slow-uncached.js', paths: unique, kind: 'origin', what: '20 ms origin, no plugin, a new id per request' },
