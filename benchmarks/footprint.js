@@ -153,7 +153,7 @@ async function entryAccounting () {
       }, false).length + keyBytes(id) + ENTRY_OVERHEAD_BYTES, // the memory store never compresses
     }
   } catch {
-    return { source: 'estimate', bytes: (id) => body(id).length + 160 + keyBytes(id) + 128 }
+    return { source: 'estimate', bytes: (id) => body(id).length + 160 + keyBytes(id) + 608 }
   }
 }
 

@@ -14,7 +14,7 @@ const kb = Buffer.alloc(1024, 1)
 t.test('get returns the stored Buffer instance, not a copy', async (t) => {
   const store = new MemoryStore({ maxEntries: 10, maxBytes: 1 << 20 })
   t.teardown(() => store.close())
-  const value = Buffer.from('payload')
+  const value = Buffer.allocUnsafeSlow(7).fill('payload') // a whole allocation: a view is copied (below)
   await store.set('k', value, 60)
   t.equal(await store.get('k'), value)
 })
@@ -134,3 +134,20 @@ async function present (store: MemoryStore, keys: string[]): Promise<string[]> {
   for (const key of keys) if (await store.exists(key)) found.push(key)
   return found
 }
+
+t.test('a value that is a view into a larger buffer is copied (it would keep the whole buffer alive); a whole one is kept as given', async (t) => {
+  const store = new MemoryStore({ maxEntries: 10, maxBytes: 1 << 20 })
+  t.teardown(() => store.close())
+  const pool = Buffer.alloc(8192, 1)
+  const view = pool.subarray(100, 1100)
+  await store.set('view', view, 60)
+  const kept = store.getSync('view') as Buffer
+  t.same(kept, view, 'same bytes')
+  t.not(kept.buffer, pool.buffer, 'not the 8 KiB buffer it was cut from')
+  t.equal(kept.buffer.byteLength, 1000, 'an allocation of its own size')
+  pool.fill(2)
+  t.equal(kept[0], 1, 'a later change to the original does not reach the stored value')
+  const whole = Buffer.allocUnsafeSlow(500).fill(3)
+  await store.set('whole', whole, 60)
+  t.equal(store.getSync('whole'), whole, 'a whole allocation is kept as given')
+})
