@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import * as crypto from 'node:crypto'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import { EntryMemo } from './entry-memo.js'
 
@@ -66,7 +66,9 @@ export class Codec {
   encodeResponse (entry: Omit<ResponseEntry, 'kind'>, compress = true): Buffer {
     const meta = Buffer.from(JSON.stringify({ s: entry.status, h: entry.headers, t: entry.storedAt, e: entry.etag, v: entry.vary, f: entry.freshUntil, w: entry.windows }))
     const [flag, body] = compress ? this.#maybeCompress(entry.body) : [0, entry.body]
-    const out = exact([HEAD, meta, body], 7 + meta.length + body.length)
+    // A remote store's entry only lives until it is written: from Node's shared pool. The memory
+    // store keeps what it is given: an exact allocation, so that it pins no pool slab.
+    const out = compress ? joined([HEAD, meta, body], 7 + meta.length + body.length) : exact([HEAD, meta, body], 7 + meta.length + body.length)
     out[2] = KIND_RESPONSE | flag
     out.writeUInt32BE(meta.length, 3)
     // Uncompressed, the memo's body is a view of the entry itself: no second copy is kept alive.
@@ -147,6 +149,13 @@ const HEAD = Buffer.from([MAGIC, FORMAT, 0, 0, 0, 0, 0])
  * Entries live long: a Buffer of their own size, never a slice of Node's shared 8 KiB pool,
  * which a small cached entry would otherwise keep alive whole.
  */
+function joined (parts: Buffer[], length: number): Buffer {
+  const out = Buffer.allocUnsafe(length)
+  let at = 0
+  for (const part of parts) at += part.copy(out, at)
+  return out
+}
+
 function exact (parts: Buffer[], length: number): Buffer {
   const out = Buffer.allocUnsafeSlow(length)
   let at = 0
@@ -164,7 +173,12 @@ function kept (entry: ResponseEntry): { value: ResponseEntry, size: number } {
   return { value: own ? entry : { ...entry, body: exact([body], body.length) }, size: body.length }
 }
 
+// crypto.hash (one call, no Hash object) is Node >= 20.12; older 20.x take the long way.
+const sha1: (data: Buffer) => string = typeof crypto.hash === 'function'
+  ? (data) => crypto.hash('sha1', data, 'base64url')
+  : (data) => crypto.createHash('sha1').update(data).digest('base64url')
+
 /** A strong validator derived from the exact bytes, computed once when the entry is stored. */
 export function strongEtag (body: Buffer): string {
-  return '"' + createHash('sha1').update(body).digest('base64url') + '"'
+  return '"' + sha1(body) + '"'
 }

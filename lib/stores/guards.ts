@@ -81,7 +81,8 @@ const STAMPED = 0xFB
 
 export function stamped (stamp: Stamp, value: Buffer): Buffer {
   const head = encodeStamp(stamp)
-  const out = Buffer.allocUnsafeSlow(1 + head.length + value.length)
+  // From Node's shared pool: it only lives until the command is written.
+  const out = Buffer.allocUnsafe(1 + head.length + value.length)
   out[0] = STAMPED
   head.copy(out, 1)
   value.copy(out, 1 + head.length)
