@@ -435,3 +435,44 @@ t.test('a server that dies under deletes and writes: every call rejects, none le
   await new Promise((resolve) => setTimeout(resolve, 4 * OPERATION_TIMEOUT + 200))
   t.same(unhandled, [], 'no promise was left to reject unhandled (that would crash the app)')
 })
+
+t.test('a lookup that may create (a route miss) adds a guard it does not know of in its own batch; a known one is only read', async (t) => {
+  const s = await server(t)
+  const prefix = uniquePrefix()
+  const cache = await store(t, { servers: s.address }, prefix)
+  const stat = async (name: string): Promise<number> => Number((await memcachedStats(s.port))[name])
+  const key = `${prefix}:items:1`
+  await cache.set(`${prefix}:items:0`, b('another entry'), 60) // the namespace's versions exist
+
+  const bare = await cache.read(key)
+  t.equal(bare.token?.id, undefined, 'a read that may not create leaves the missing guard missing: its token needs prepare()')
+  let sets = await stat('cmd_set')
+  const cold = await cache.read(key, ['item:1'], 60)
+  t.equal(cold.value, undefined, 'a miss')
+  t.type(cold.token?.id, 'string', 'its token is complete: the key guard and the tag guard were created in the lookup')
+  t.equal(await stat('cmd_set') - sets, 2, 'two adds: the key guard and the tag guard')
+  t.equal(await cache.prepare(key, cold.token as NonNullable<typeof cold.token>, 60), cold.token, 'prepare() has nothing left to do (no round trip)')
+
+  await cache.set(key, b('body'), 60, cold.token, ['item:1'])
+  sets = await stat('cmd_set')
+  const hit = await cache.read(key, ['item:1'], 60)
+  t.same(hit.value, b('body'), 'the fill under that token is served')
+  t.equal(await stat('cmd_set') - sets, 0, 'a hit of a key whose guards this process knows sends no add')
+
+  // Another instance, which has never seen these guards: its first lookup adds (and fails, the
+  // guards exist: nothing changes), the next ones only read.
+  const other = await store(t, { servers: s.address }, prefix)
+  sets = await stat('cmd_set')
+  t.same((await other.read(key, ['item:1'], 60)).value, b('body'), 'the other instance hits the same entry')
+  t.same((await other.read(key, ['item:1'], 60)).value, b('body'))
+  t.equal(await stat('cmd_set') - sets, 2, 'its first lookup sent two adds, its second none')
+
+  // An invalidation deletes the key's guard: the entry is no longer valid, and the next lookup,
+  // with the guard known (but gone), reads it missing; prepare() then creates it.
+  await other.delete([key])
+  const after = await cache.read(key, ['item:1'], 60)
+  t.equal(after.value, undefined, 'the invalidated entry is not served')
+  const prepared = await cache.prepare(key, after.token as NonNullable<typeof after.token>, 60)
+  t.type(prepared?.id, 'string', 'prepare() created the guard the lookup found missing')
+  t.not(prepared?.id, cold.token?.id, 'a new guard, not the invalidated one')
+})

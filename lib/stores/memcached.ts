@@ -57,6 +57,8 @@ function stampOf (token: MemcachedToken): Stamp | undefined {
 
 /** How many version values get() remembers for its guess (one per namespace). */
 const GUESS_LIMIT = 1024
+/** Guard keys remembered as existing (see knownGuards); past it, forgotten all at once. */
+const KNOWN_GUARDS_LIMIT = 65_536
 /** Rounds of optimistic concurrency (CAS) before giving up on a key others keep rewriting. */
 const CAS_ATTEMPTS = 5
 /** How long connect() waits for a server to answer `version` (requests keep their own timeout). */
@@ -73,6 +75,13 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
   const creations = new InFlight<string | undefined>()
   /** Bumped by every clear() of this process: a lookup after it never joins a read from before. */
   let clears = 0
+  /**
+   * Guard keys this process has lately read a guard from. A lookup of a key not among them adds
+   * its guard before reading it, in the same batch (see readGuard): a cold miss then needs no
+   * prepare round trip, and a hit of a known key sends no add (an add that finds the guard costs
+   * memcached a response, which every hit would pay).
+   */
+  const knownGuards = new Set<string>()
 
   const send = async (opcode: number, key: string, parts?: Parameters<typeof request>[3]): Promise<Response> => {
     const response = await request(conn, opcode, key, parts)
@@ -188,15 +197,32 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
     return current
   }
 
-  async function readEntry (fullKey: string, tags: readonly string[] = []): Promise<{ entry: (Entry & { cas: Buffer }) | undefined, valid: boolean, token: MemcachedToken }> {
+  /**
+   * A guard as read, or, for one not known to exist (`create`: its TTL), as created if missing
+   * (what prepare would do next), in the same batch as the rest of the lookup.
+   */
+  async function readGuard (key: string, create: number | undefined): Promise<string | undefined> {
+    const guard = create === undefined || knownGuards.has(key)
+      ? await readRaw(key, GUARD_PATTERN)
+      : await createOrRead(key, newGuard(), storeExtras(create), GUARD_PATTERN)
+    if (guard === undefined) {
+      knownGuards.delete(key)
+    } else {
+      if (knownGuards.size >= KNOWN_GUARDS_LIMIT && !knownGuards.has(key)) knownGuards.clear()
+      knownGuards.add(key)
+    }
+    return guard
+  }
+
+  async function readEntry (fullKey: string, tags: readonly string[] = [], create?: number): Promise<{ entry: (Entry & { cas: Buffer }) | undefined, valid: boolean, token: MemcachedToken }> {
     const info = keys.describe(fullKey)
     const guardKey = keys.guardKey(info)
     const guessed = info.versionKeys.map((k) => guesses.get(k))
     const speculative = defined(guessed) ? fetchEntry(keys.entryKey(info, guessed)) : undefined
     speculative?.catch(() => {}) // awaited below, or deliberately dropped
     const guards = Promise.all([
-      guardKey === undefined ? undefined : readRaw(guardKey, GUARD_PATTERN),
-      ...(info.foreign ? [] : tags.map((tag) => readRaw(keys.tagKey(tag), GUARD_PATTERN))),
+      guardKey === undefined ? undefined : readGuard(guardKey, create === undefined ? undefined : create + GUARD_SLACK_SECONDS),
+      ...(info.foreign ? [] : tags.map((tag) => readGuard(keys.tagKey(tag), create === undefined ? undefined : tagTtl))),
     ])
     guards.catch(() => {}) // awaited below unless a version read fails first
     const versions = await Promise.all(info.versionKeys.map(sharedVersion))
@@ -217,8 +243,8 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
     return { entry, valid: stampValid(stamp, guard, () => current[i++]), token }
   }
 
-  async function read (fullKey: string, tags?: readonly string[]): Promise<Read> {
-    const { entry, valid, token } = await readEntry(fullKey, tags)
+  async function read (fullKey: string, tags?: readonly string[], create?: number): Promise<Read> {
+    const { entry, valid, token } = await readEntry(fullKey, tags, create)
     return { value: valid ? entry?.value : undefined, token }
   }
 
