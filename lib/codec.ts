@@ -145,19 +145,20 @@ export class Codec {
 /** Magic and format bytes; kind and lengths are written per entry. */
 const HEAD = Buffer.from([MAGIC, FORMAT, 0, 0, 0, 0, 0])
 
-/**
- * Entries live long: a Buffer of their own size, never a slice of Node's shared 8 KiB pool,
- * which a small cached entry would otherwise keep alive whole.
- */
+/** Bytes that live only until they are written to a socket: from Node's shared pool, no malloc of their own. */
 function joined (parts: Buffer[], length: number): Buffer {
-  const out = Buffer.allocUnsafe(length)
-  let at = 0
-  for (const part of parts) at += part.copy(out, at)
-  return out
+  return copyInto(Buffer.allocUnsafe(length), parts)
 }
 
+/**
+ * Entries that live long: a Buffer of their own size, never a slice of Node's shared 8 KiB pool,
+ * which a small cached entry would otherwise keep alive whole.
+ */
 function exact (parts: Buffer[], length: number): Buffer {
-  const out = Buffer.allocUnsafeSlow(length)
+  return copyInto(Buffer.allocUnsafeSlow(length), parts)
+}
+
+function copyInto (out: Buffer, parts: Buffer[]): Buffer {
   let at = 0
   for (const part of parts) at += part.copy(out, at)
   return out
