@@ -114,3 +114,23 @@ t.test('BatchedReads: a server that is gone fails every read of the batch', asyn
   const results = await Promise.allSettled([1, 2, 3].map(async (i) => await reads.read([`k${i}`, `k${i}-g`], 10)))
   t.same(results.map((r) => r.status), ['rejected', 'rejected', 'rejected'])
 })
+
+t.test('a server out of memory (noeviction): hits batched with a miss are still served; the miss runs uncached', async (t) => {
+  const server = await startRedisServer(t)
+  const redis = await client(t, server)
+  const [a] = await twoInstances(t, server.url)
+  t.equal((await a.app.inject('/items/1')).headers['x-cache'], 'MISS')
+  t.equal((await a.app.inject('/items/1')).headers['x-cache'], 'HIT')
+  // Past its memory limit, with nothing it may evict: every write is refused.
+  const junk = 'x'.repeat(64 * 1024)
+  for (let i = 0; i < 32; i++) await redis.set(`junk:${i}`, junk)
+  await redis.config('SET', 'maxmemory-policy', 'noeviction')
+  await redis.config('SET', 'maxmemory', '1mb')
+  await t.rejects(redis.set('probe', '1'), /OOM/, 'the server refuses writes (OOM)')
+  const [hit, miss] = await Promise.all([a.app.inject('/items/1'), a.app.inject('/items/2')])
+  t.equal(hit.headers['x-cache'], 'HIT', 'the hit read in the same batch as the miss is served')
+  t.same(hit.json(), { id: '1', version: 1 })
+  t.equal(miss.statusCode, 200, 'the miss is answered by its handler')
+  t.same(miss.json(), { id: '2', version: 1 })
+  t.not(miss.headers['x-cache'], 'HIT', `miss: x-cache ${String(miss.headers['x-cache'])}`)
+})

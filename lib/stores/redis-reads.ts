@@ -9,14 +9,15 @@ import { newGuard } from './guards.js'
  * guard's TTL. Reads every key and sets each missing guard to the new one: what `prepare`
  * would do next on a miss, in the same round trip. One script, so atomic: a guard it returns is
  * the one in place. A key asked for twice is set once and reads the same guard both times.
+ * A guard the server refuses to create (out of memory) is left missing, not raised: the other
+ * reads of the batch (hits among them) are answered, and that miss's prepare() fails on its own.
  */
 const READ_CREATING = `local v = redis.call('MGET', unpack(KEYS))
 local first = 0
 for r = 3, #ARGV, 2 do
   local n = tonumber(ARGV[r])
   for i = first + 2, first + n do
-    if not v[i] then
-      redis.call('SET', KEYS[i], ARGV[2], 'EX', i == first + 2 and ARGV[r + 1] or ARGV[1])
+    if not v[i] and not redis.pcall('SET', KEYS[i], ARGV[2], 'EX', i == first + 2 and ARGV[r + 1] or ARGV[1]).err then
       v[i] = ARGV[2]
     end
   end
