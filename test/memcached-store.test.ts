@@ -476,3 +476,41 @@ t.test('a lookup that may create (a route miss) adds a guard it does not know of
   t.type(prepared?.id, 'string', 'prepare() created the guard the lookup found missing')
   t.not(prepared?.id, cold.token?.id, 'a new guard, not the invalidated one')
 })
+
+/** Text-protocol `set`s on one connection until memcached refuses one (-M: out of memory); how many it stored. */
+async function fillUntilRefused (port: number, prefix: string, size: number, max: number): Promise<number> {
+  const { connect } = await import('node:net')
+  const socket = connect(port, '127.0.0.1')
+  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject))
+  try {
+    const value = 'x'.repeat(size)
+    for (let i = 0; i < max; i++) {
+      const reply = await new Promise<string>((resolve) => {
+        socket.once('data', (d) => resolve(d.toString()))
+        socket.write(`set ${prefix}${i} 0 0 ${size}\r\n${value}\r\n`)
+      })
+      if (!reply.startsWith('STORED')) return i
+    }
+    return max
+  } finally {
+    socket.destroy()
+  }
+}
+
+t.test('a server out of memory (-M): a lookup whose guard add is refused still reads what is there', async (t) => {
+  const s = await server(t, { args: ['-m', '2', '-M'] })
+  const prefix = uniquePrefix()
+  const cache = await store(t, { servers: s.address }, prefix)
+  const key = `${prefix}:items:1`
+  await cache.set(`${prefix}:items:0`, b('another entry'), 60)
+  const cold = await cache.read(key, [], 60)
+  await cache.set(key, b('body'), 60, cold.token)
+  // Every page memcached has goes to big values, then the small classes fill: nothing more fits.
+  t.ok(await fillUntilRefused(s.port, 'big', 60_000, 1000) < 1000, 'big values refused')
+  t.ok(await fillUntilRefused(s.port, 'small', 16, 200_000) < 200_000, 'small values refused')
+  // Another instance has never seen the key's guard: its lookup adds one (refused) and reads.
+  const other = await store(t, { servers: s.address }, prefix)
+  const read = await other.read(key, [], 60)
+  t.same(read.value, b('body'), 'the entry is read as if the add had not been sent')
+  t.type(read.token?.id, 'string', 'with the guard in place')
+})

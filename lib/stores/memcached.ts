@@ -199,12 +199,15 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
 
   /**
    * A guard as read, or, for one not known to exist (`create`: its TTL), as created if missing
-   * (what prepare would do next), in the same batch as the rest of the lookup.
+   * (what prepare would do next), in the same batch as the rest of the lookup. That add is only
+   * a head start: refused (a server out of memory with -M), the read still answers what is
+   * there, and a miss's prepare() adds again, failing (and logged) on its own.
    */
   async function readGuard (key: string, create: number | undefined): Promise<string | undefined> {
-    const guard = create === undefined || knownGuards.has(key)
-      ? await readRaw(key, GUARD_PATTERN)
-      : await createOrRead(key, newGuard(), storeExtras(create), GUARD_PATTERN)
+    if (create !== undefined && !knownGuards.has(key)) {
+      send(Op.add, key, { extras: storeExtras(create), value: Buffer.from(newGuard()) }).catch(() => {})
+    }
+    const guard = await readRaw(key, GUARD_PATTERN)
     if (guard === undefined) {
       knownGuards.delete(key)
     } else {
