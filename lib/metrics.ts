@@ -19,7 +19,6 @@ export class CacheMetrics {
   readonly own: boolean
   readonly #latency: Prom.Histogram<'backend' | 'operation'>
   readonly #errors: Prom.Counter<'backend' | 'operation'>
-  readonly #bound = new Map<string, { latency: Prom.Histogram.Internal<'backend' | 'operation'>, errors: Prom.Counter.Internal }>()
   /** Metrics whose values are read from the plugin's counters when scraped. */
   readonly #scraped: Prom.Metric[] = []
   #engine: Engine | undefined
@@ -68,36 +67,28 @@ export class CacheMetrics {
       labelNames: ['backend', 'operation'],
       registers,
     })
-    this.#scraped.push(new prom.Gauge({
-      name: `${p}breaker_open`,
-      help: '1 while the circuit breaker of a backend is open (or its server unreachable since start-up)',
+    // A 0/1 gauge per remote backend, and a sum over every memory store, read when scraped.
+    const perRemote = (name: string, help: string, on: (store: ManagedStore) => boolean | undefined): Prom.Gauge => new prom.Gauge({
+      name: p + name,
+      help,
       labelNames: ['backend'],
       registers,
       collect () {
-        for (const [backend, store] of metrics.#remote()) this.set({ backend }, store.breakerOpen === true ? 1 : 0)
+        for (const [backend, store] of metrics.#remote()) this.set({ backend }, on(store) === true ? 1 : 0)
       },
-    }))
-    this.#scraped.push(new prom.Gauge({
-      name: `${p}fallback_active`,
-      help: '1 while a backend serves from its start-up fallback memory store',
-      labelNames: ['backend'],
+    })
+    const overMemory = (name: string, help: string, count: (store: MemoryStore) => number): Prom.Gauge => new prom.Gauge({
+      name: p + name,
+      help,
       registers,
-      collect () {
-        for (const [backend, store] of metrics.#remote()) this.set({ backend }, store.fallbackActive === true ? 1 : 0)
-      },
-    }))
-    this.#scraped.push(new prom.Gauge({
-      name: `${p}memory_store_bytes`,
-      help: 'Bytes held by memory stores (start-up fallbacks included)',
-      registers,
-      collect () { this.set(metrics.#memory().reduce((n, m) => n + m.bytes, 0)) },
-    }))
-    this.#scraped.push(new prom.Gauge({
-      name: `${p}memory_store_entries`,
-      help: 'Entries held by memory stores (start-up fallbacks included)',
-      registers,
-      collect () { this.set(metrics.#memory().reduce((n, m) => n + m.size, 0)) },
-    }))
+      collect () { this.set(metrics.#memory().reduce((n, m) => n + count(m), 0)) },
+    })
+    this.#scraped.push(
+      perRemote('breaker_open', '1 while the circuit breaker of a backend is open (or its server unreachable since start-up)', (store) => store.breakerOpen),
+      perRemote('fallback_active', '1 while a backend serves from its start-up fallback memory store', (store) => store.fallbackActive),
+      overMemory('memory_store_bytes', 'Bytes held by memory stores (start-up fallbacks included)', (m) => m.bytes),
+      overMemory('memory_store_entries', 'Entries held by memory stores (start-up fallbacks included)', (m) => m.size)
+    )
   }
 
   /** What the metrics read from once the engine exists. */
@@ -108,12 +99,13 @@ export class CacheMetrics {
 
   /** The observer a remote store reports its operations to. */
   observer (backend: string): (operation: string, seconds: number, failed: boolean) => void {
+    // Label children bound once per operation name (a handful per backend), not per call.
+    const byOperation = new Map<string, { latency: Prom.Histogram.Internal<'backend' | 'operation'>, errors: Prom.Counter.Internal }>()
     return (operation, seconds, failed) => {
-      const id = backend + ' ' + operation
-      let bound = this.#bound.get(id)
+      let bound = byOperation.get(operation)
       if (bound === undefined) {
         bound = { latency: this.#latency.labels(backend, operation), errors: this.#errors.labels(backend, operation) }
-        this.#bound.set(id, bound)
+        byOperation.set(operation, bound)
       }
       bound.latency.observe(seconds)
       if (failed) bound.errors.inc()

@@ -19,7 +19,7 @@ export function tagGuardSeconds (maxExpiration = 0): number {
   return Math.max(TAG_GUARD_SECONDS, maxExpiration + GUARD_SLACK_SECONDS)
 }
 
-/** Random bytes drawn 256 guards at a time: a Redis lookup asks for one per read (see redis.ts). */
+/** Random bytes drawn 256 guards at a time: every Redis lookup batch asks for one (see redis-reads.ts). */
 const POOL_GUARDS = 256
 let pool = Buffer.alloc(0)
 let taken = 0

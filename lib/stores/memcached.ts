@@ -191,9 +191,11 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
   /**
    * add, then get on the same connection (so in this order at the server): the value in place
    * right after, ours or one created meanwhile; undefined when it was deleted in between.
+   * `headStart`: the add is only a head start (see readGuard), its failure is not the caller's.
    */
-  async function createOrRead (key: string, value: string, extras: Buffer, pattern: RegExp): Promise<string | undefined> {
-    const [, current] = await Promise.all([send(Op.add, key, { extras, value: Buffer.from(value) }), readRaw(key, pattern)])
+  async function createOrRead (key: string, value: string, extras: Buffer, pattern: RegExp, headStart = false): Promise<string | undefined> {
+    const added = send(Op.add, key, { extras, value: Buffer.from(value) })
+    const [, current] = await Promise.all([headStart ? added.catch(() => undefined) : added, readRaw(key, pattern)])
     return current
   }
 
@@ -204,10 +206,9 @@ export function createMemcachedStore (options: MemcachedOptions | undefined, ctx
    * there, and a miss's prepare() adds again, failing (and logged) on its own.
    */
   async function readGuard (key: string, create: number | undefined): Promise<string | undefined> {
-    if (create !== undefined && !knownGuards.has(key)) {
-      send(Op.add, key, { extras: storeExtras(create), value: Buffer.from(newGuard()) }).catch(() => {})
-    }
-    const guard = await readRaw(key, GUARD_PATTERN)
+    const guard = create === undefined || knownGuards.has(key)
+      ? await readRaw(key, GUARD_PATTERN)
+      : await createOrRead(key, newGuard(), storeExtras(create), GUARD_PATTERN, true)
     if (guard === undefined) {
       knownGuards.delete(key)
     } else {
