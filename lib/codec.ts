@@ -7,7 +7,7 @@ import { EntryMemo } from './entry-memo.js'
  *
  *   byte 0      MAGIC (0xFC) - anything else under our key is foreign or corrupt
  *   byte 1      FORMAT version
- *   byte 2      kind (low 4 bits) | COMPRESSED flag
+ *   byte 2      kind (low 4 bits) | COMPRESSED flag | DIGEST_ETAG flag
  *   response:   uint32 BE meta length, meta JSON, body bytes (gzip when COMPRESSED)
  *   value:      JSON bytes (gzip when COMPRESSED)
  *   variants:   the token of the key's variant set, as UTF-8
@@ -19,6 +19,11 @@ import { EntryMemo } from './entry-memo.js'
 const MAGIC = 0xFC
 const FORMAT = 1
 const COMPRESSED = 0x10
+/**
+ * The response's ETag is the SHA-1 of its body (strongEtag, not the handler's own), so its
+ * metadata alone tells two such entries apart. Readers from before the flag ignore it.
+ */
+const DIGEST_ETAG = 0x20
 const KIND_RESPONSE = 1
 const KIND_VALUE = 2
 const KIND_VARIANTS = 3
@@ -61,15 +66,16 @@ export class Codec {
 
   /**
    * `compress: false` for the memory store: it hands back the very Buffer it was given, whose
-   * decoded form is memoized, so compressing would only cost CPU on every miss.
+   * decoded form is memoized, so compressing would only cost CPU on every miss. `digestEtag`:
+   * the entry's etag is strongEtag(body).
    */
-  encodeResponse (entry: Omit<ResponseEntry, 'kind'>, compress = true): Buffer {
+  encodeResponse (entry: Omit<ResponseEntry, 'kind'>, compress = true, digestEtag = false): Buffer {
     const meta = Buffer.from(JSON.stringify({ s: entry.status, h: entry.headers, t: entry.storedAt, e: entry.etag, v: entry.vary, f: entry.freshUntil, w: entry.windows }))
     const [flag, body] = compress ? this.#maybeCompress(entry.body) : [0, entry.body]
     // A remote store's entry only lives until it is written: from Node's shared pool. The memory
     // store keeps what it is given: an exact allocation, so that it pins no pool slab.
     const out = compress ? joined([HEAD, meta, body], 7 + meta.length + body.length) : exact([HEAD, meta, body], 7 + meta.length + body.length)
-    out[2] = KIND_RESPONSE | flag
+    out[2] = KIND_RESPONSE | flag | (digestEtag ? DIGEST_ETAG : 0)
     out.writeUInt32BE(meta.length, 3)
     // Uncompressed, the memo's body is a view of the entry itself: no second copy is kept alive.
     this.#decoded.set(out, { kind: 'response', ...entry, body: flag === 0 ? out.subarray(7 + meta.length) : entry.body })
@@ -96,15 +102,23 @@ export class Codec {
     return out
   }
 
-  /** Throws CorruptEntryError for anything that is not a whole entry of ours; `key` is where it was read. */
-  decode (buf: Buffer, key: string): Entry {
+  /**
+   * Throws CorruptEntryError for anything that is not a whole entry of ours; `key` is where it
+   * was read. `remote`: the bytes come from Redis or Memcached, a new Buffer on every read, so
+   * remembering the Buffer would only cost a WeakMap entry per hit; responses are shared by
+   * content instead (see EntryMemo).
+   */
+  decode (buf: Buffer, key: string, remote = false): Entry {
+    if (remote) {
+      // Only responses are shared: a provider value is parsed anew for every caller, who may
+      // change the object it gets.
+      return buf.length > 2 && (buf[2] & 0x0F) === KIND_RESPONSE
+        ? this.#remote.get(key, buf, identifyingBytes(buf), (b) => this.#decode(b) as ResponseEntry, kept)
+        : this.#decode(buf)
+    }
     const cached = this.#decoded.get(buf)
     if (cached !== undefined) return cached
-    // Only responses are shared by content: a provider value is parsed anew for every caller,
-    // who may change the object it gets.
-    const entry = buf.length > 2 && (buf[2] & 0x0F) === KIND_RESPONSE
-      ? this.#remote.get(key, buf, (b) => this.#decode(b) as ResponseEntry, kept)
-      : this.#decode(buf)
+    const entry = this.#decode(buf)
     this.#decoded.set(buf, entry)
     return entry
   }
@@ -140,6 +154,17 @@ export class Codec {
     // Incompressible bodies (images, already-gzipped) are kept as they are.
     return gz.length < body.length ? [COMPRESSED, gz] : [0, body]
   }
+}
+
+/**
+ * How many leading bytes of a response entry tell its content apart from any other entry of the
+ * same key: flag, metadata and all, when the etag is a digest of the body; 0 (the whole entry)
+ * otherwise, or when the metadata length does not fit (decoding will say it is corrupt).
+ */
+function identifyingBytes (buf: Buffer): number {
+  if ((buf[2] & DIGEST_ETAG) === 0 || buf.length < 7) return 0
+  const head = 7 + buf.readUInt32BE(3)
+  return head <= buf.length ? head : 0
 }
 
 /** Magic and format bytes; kind and lengths are written per entry. */

@@ -145,7 +145,7 @@ export class Engine {
     const read = await this.attempt('get', key, UNAVAILABLE, () => this.#shared(this.#reads, store, key, tags, () => store.read(key, tags, guardTtl)))
     if (read === UNAVAILABLE) return UNAVAILABLE
     if (read.value === undefined) return { entry: undefined, token: read.token }
-    const entry = this.#decode(key, read.value)
+    const entry = this.#decode(key, read.value, !store.local)
     if (entry !== CORRUPT) return { entry, token: read.token }
     // Deleted (with its guard) before the key is read again: the token of the first read, whose
     // guard the delete removes, could not store the fill that replaces the corrupt entry.
@@ -158,7 +158,7 @@ export class Engine {
   readNow (store: ManagedStore & { getSync: (key: string) => Buffer | undefined }, key: string): Entry | undefined {
     const buf = store.getSync(key)
     if (buf === undefined) return undefined
-    const entry = this.#decode(key, buf)
+    const entry = this.#decode(key, buf, false)
     if (entry !== CORRUPT) return entry
     this.attempt('delete', key, 0, () => store.delete([key])).catch(() => {})
     return undefined
@@ -175,9 +175,9 @@ export class Engine {
   }
 
   /** The entry, or CORRUPT (logged; the caller deletes it). */
-  #decode (key: string, buf: Buffer): Entry | typeof CORRUPT {
+  #decode (key: string, buf: Buffer, remote: boolean): Entry | typeof CORRUPT {
     try {
-      return this.codec.decode(buf, key)
+      return this.codec.decode(buf, key, remote)
     } catch (err) {
       if (!(err instanceof CorruptEntryError)) throw err
       this.log.warn({ key, reason: err.message }, 'Cache entry could not be decoded; deleted and treated as a miss')

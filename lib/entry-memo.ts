@@ -14,13 +14,18 @@ const digest: (data: Buffer) => string = typeof crypto.hash === 'function'
   ? (data) => crypto.hash('sha1', data, 'base64')
   : (data) => crypto.createHash('sha1').update(data).digest('base64')
 
-interface Kept<T> { digest: string, value: T, size: number }
+/** What a kept entry was decoded from: a digest of all its bytes, or a copy of its identifying head. */
+type Identity = string | Buffer
+
+interface Kept<T> { id: Identity, value: T, size: number }
 
 /**
- * Decoded entries of remote stores, by cache key, each with a digest of the bytes it was decoded
- * from. Redis and Memcached hand back a new Buffer on every read, so the codec's per-Buffer memo
- * cannot help, and each hit paid the metadata JSON parse and, for a compressed body, a zlib
- * context (allocation and GC included) for the same result. A kept entry is used only for the
+ * Decoded entries of remote stores, by cache key, each with what identifies the bytes it was
+ * decoded from: their first `identifying` bytes when the caller says those tell any two contents
+ * apart (a copy of the metadata, whose ETag is a digest of the body: compared, not hashed, on
+ * every hit), else a SHA-1 of all of them. Redis and Memcached hand back a new Buffer on every
+ * read, so the codec's per-Buffer memo cannot help, and each hit paid the metadata JSON parse
+ * and, for a compressed body, a zlib context (allocation and GC included) for the same result. A kept entry is used only for the
  * very bytes it came from, so it can never be stale; a key whose bytes changed (a new fill)
  * replaces its old entry, so nothing dead stays behind after invalidations.
  *
@@ -47,17 +52,21 @@ export class EntryMemo<T> {
   }
 
   /**
-   * `decode(bytes)` runs only when these bytes are not what is kept for `key`. `keep` gives
-   * what is kept of a result and the memory it holds: a kept result must not hold `bytes`
-   * itself, as clients hand back views into their socket buffers.
+   * `decode(bytes)` runs only when these bytes are not what is kept for `key`. `identifying`:
+   * how many leading bytes identify the content (0: all of them, digested). `keep` gives what
+   * is kept of a result and the memory it holds: a kept result must not hold `bytes` itself,
+   * as clients hand back views into their socket buffers.
    */
-  get (key: string, bytes: Buffer, decode: (bytes: Buffer) => T, keep: (value: T) => { value: T, size: number }): T {
+  get (key: string, bytes: Buffer, identifying: number, decode: (bytes: Buffer) => T, keep: (value: T) => { value: T, size: number }): T {
     if (bytes.length > MAX_ENTRY_BYTES) return decode(bytes)
-    const d = digest(bytes)
+    let d: string | undefined
     const known = this.#entries.get(key)
     if (known !== undefined) {
       this.#entries.delete(key)
-      if (known.digest === d) {
+      const id = known.id
+      if (typeof id === 'string'
+        ? identifying === 0 && id === (d = digest(bytes))
+        : identifying === id.length && bytes.compare(id, 0, identifying, 0, identifying) === 0) {
         this.#entries.set(key, known)
         return known.value
       }
@@ -67,9 +76,10 @@ export class EntryMemo<T> {
     }
     const decoded = decode(bytes)
     const kept = keep(decoded)
-    const size = kept.size + ENTRY_OVERHEAD
+    const size = kept.size + ENTRY_OVERHEAD + identifying
     if (size > MAX_ENTRY_BYTES) return decoded
-    this.#entries.set(key, { digest: d, value: kept.value, size })
+    const id = identifying > 0 ? copyOf(bytes, identifying) : d ?? digest(bytes)
+    this.#entries.set(key, { id, value: kept.value, size })
     this.#bytes += size
     for (const [k, e] of this.#entries) {
       if (this.#bytes <= this.#maxBytes) break
@@ -78,4 +88,11 @@ export class EntryMemo<T> {
     }
     return kept.value
   }
+}
+
+/** A Buffer of its own: a slice of Node's shared pool would keep a whole 8 KiB slab alive. */
+function copyOf (bytes: Buffer, length: number): Buffer {
+  const copy = Buffer.allocUnsafeSlow(length)
+  bytes.copy(copy, 0, 0, length)
+  return copy
 }

@@ -72,12 +72,13 @@ export function makeFill (engine: Engine, store: ManagedStore, statusCodes: Set<
       if (life !== route) entry.windows = [life.whileRevalidate * 1000, life.ifError * 1000]
     }
     if (status) reply.header('cache-status', miss.token === undefined || overtaken(engine, miss) ? CACHE_STATUS.miss('invalidated') : CACHE_STATUS.stored)
-    if (etag === undefined) {
+    const ownEtag = etag === undefined
+    if (ownEtag) {
       etag = entry.etag = strongEtag(entry.body)
       reply.header('etag', etag)
     }
     miss.flight?.settle(entry)
-    persist(engine, store, miss, entry, life.expiration + Math.max(life.whileRevalidate, life.ifError))
+    persist(engine, store, miss, entry, life.expiration + Math.max(life.whileRevalidate, life.ifError), ownEtag)
       .then(() => miss.lease === undefined ? undefined : release(engine, store, miss.lease))
       .then(() => done(null, payload), done)
   }
@@ -141,7 +142,8 @@ function overtaken (engine: Engine, miss: Miss): boolean {
   return engine.changedSince(miss.key, miss.seq, miss.tags) || (miss.root !== undefined && engine.changedSince(miss.root, miss.seq))
 }
 
-async function persist (engine: Engine, store: ManagedStore, miss: Miss, entry: ResponseEntry, ttl: number): Promise<void> {
+/** `ownEtag`: the entry's etag is strongEtag(body), not the handler's. */
+async function persist (engine: Engine, store: ManagedStore, miss: Miss, entry: ResponseEntry, ttl: number, ownEtag: boolean): Promise<void> {
   // Overtaken before the handler ran (on any instance), or since, in this process.
   if (miss.token === undefined || overtaken(engine, miss)) return
   let token: Token | null | undefined = miss.token
@@ -155,5 +157,5 @@ async function persist (engine: Engine, store: ManagedStore, miss: Miss, entry: 
     token = token === null ? null : undefined
   }
   const { kind: _kind, ...fields } = entry
-  await engine.write(store, miss.key, engine.codec.encodeResponse(fields, !store.local), ttl, token, miss.tags)
+  await engine.write(store, miss.key, engine.codec.encodeResponse(fields, !store.local, ownEtag), ttl, token, miss.tags)
 }

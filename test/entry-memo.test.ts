@@ -8,10 +8,10 @@ const KiB = 1024
 const MiB = 1024 * KiB
 
 /** A memo whose "decoding" is a copy, counting the decodes per key. */
-function counted (maxBytes?: number): { memo: EntryMemo<Buffer>, decodes: Map<string, number>, get: (key: string, bytes: Buffer) => Buffer } {
+function counted (maxBytes?: number): { memo: EntryMemo<Buffer>, decodes: Map<string, number>, get: (key: string, bytes: Buffer, identifying?: number) => Buffer } {
   const memo = new EntryMemo<Buffer>(maxBytes)
   const decodes = new Map<string, number>()
-  const get = (key: string, bytes: Buffer): Buffer => memo.get(key, bytes, (b) => {
+  const get = (key: string, bytes: Buffer, identifying = 0): Buffer => memo.get(key, bytes, identifying, (b) => {
     decodes.set(key, (decodes.get(key) ?? 0) + 1)
     return Buffer.from(b)
   }, (value) => ({ value, size: value.length }))
@@ -117,11 +117,62 @@ t.test('the codec keeps remote response entries with bodies of their own, not vi
   // What a client hands back: a slice of its socket buffer, many times the entry's size.
   const socketBuffer = Buffer.alloc(64 * KiB)
   stored.copy(socketBuffer, 100)
-  const read = codec.decode(socketBuffer.subarray(100, 100 + stored.length), 'k')
+  const read = codec.decode(socketBuffer.subarray(100, 100 + stored.length), 'k', true)
   t.equal(read.kind, 'response')
   if (read.kind !== 'response') return
   t.same(read.body, body)
   t.not(read.body.buffer, socketBuffer.buffer, 'the kept body does not hold the 64 KiB buffer')
-  const again = codec.decode(Buffer.from(stored), 'k')
+  const again = codec.decode(Buffer.from(stored), 'k', true)
   t.equal(again, read, 'the next read of the same bytes gets the kept entry')
+})
+
+t.test('with identifying bytes, those alone are compared: equal ones get the kept result, any other count decodes', async (t) => {
+  const { decodes, get, memo } = counted()
+  const bytes = entry(1, 1024)
+  const first = get('k1', bytes, 16)
+  t.equal(memo.bytes, 1024 + 256 + 16, 'the identifying copy is counted')
+  const sameHead = Buffer.from(bytes)
+  sameHead[1000] ^= 1
+  t.equal(get('k1', sameHead, 16), first, 'a difference past the identifying bytes is not looked at')
+  const otherHead = Buffer.from(bytes)
+  otherHead[15] ^= 1
+  const second = get('k1', otherHead, 16)
+  t.not(second, first, 'one identifying byte different is another entry')
+  t.not(get('k1', otherHead, 17), second, 'the same bytes identified by another length are decoded again')
+  t.not(get('k1', otherHead), second, 'and so are they when the whole of them identifies')
+  t.equal(decodes.get('k1'), 4)
+  t.equal(get('k1', Buffer.from(otherHead)), get('k1', otherHead), 'digested entries are kept as before')
+  t.equal(decodes.get('k1'), 4)
+})
+
+t.test('remote responses with the ETag the fill computed are told apart by their metadata; with a handler\'s own ETag, by all their bytes', async (t) => {
+  const { Codec, strongEtag } = await import('../lib/codec.js')
+  const codec = new Codec({ enabled: true, threshold: 64 })
+  const response = (text: string, etag: string): Parameters<typeof codec.encodeResponse>[0] => {
+    const body = Buffer.from(JSON.stringify({ text: text.repeat(200) }))
+    return { status: 200, headers: { 'content-type': 'application/json' }, storedAt: 1_000, etag, vary: null, body }
+  }
+  const decodeFresh = (bytes: Buffer): ReturnType<typeof codec.decode> => codec.decode(Buffer.from(bytes), 'k', true)
+
+  const a = response('a', '')
+  a.etag = strongEtag(a.body)
+  const storedA = codec.encodeResponse(a, true, true)
+  t.equal(storedA[2] & 0x20, 0x20, 'flagged: the ETag is a digest of the body')
+  t.equal(storedA[2] & 0x10, 0x10, 'and compressed')
+  const readA = decodeFresh(storedA)
+  t.equal(decodeFresh(storedA), readA, 'the same entry read again is the kept one')
+  const b = response('b', '')
+  b.etag = strongEtag(b.body)
+  const readB = decodeFresh(codec.encodeResponse(b, true, true))
+  t.not(readB, readA, 'another body under the key, stored in the same millisecond: its ETag differs, so does the entry')
+  t.same(readB.kind === 'response' && JSON.parse(readB.body.toString()).text, 'b'.repeat(200))
+
+  // A handler's own ETag says nothing about the body: two bodies may carry the same one.
+  const own1 = codec.encodeResponse(response('c', '"v1"'), true)
+  t.equal(own1[2] & 0x20, 0, 'not flagged')
+  const read1 = decodeFresh(own1)
+  t.equal(decodeFresh(own1), read1, 'the same bytes read again are the kept entry')
+  const read2 = decodeFresh(codec.encodeResponse(response('d', '"v1"'), true))
+  t.not(read2, read1)
+  t.same(read2.kind === 'response' && JSON.parse(read2.body.toString()).text, 'd'.repeat(200), 'same ETag, same metadata, new body: the new body is served')
 })

@@ -308,3 +308,47 @@ t.test('compressed entries: a hit serves the bytes stored now, even under the sa
     }
   }
 })
+
+t.test('entries whose ETag the fill computed are flagged, and another instance serves each new version of them', async (t) => {
+  const server = await startRedisServer(t)
+  const options = { backend: 'redis', redis: { url: server.url }, keyPrefix: 'dg', compression: { enabled: true, threshold: 64 } } as const
+  let version = 0
+  const route = (app: FastifyInstance): void => {
+    app.get('/doc', { config: { cache: { keyPrefix: 'doc' } } }, async () => ({ version, text: 'lorem ipsum '.repeat(200) }))
+    app.get('/own', { config: { cache: { keyPrefix: 'own' } } }, async (_request, reply) => {
+      reply.header('etag', `"own-${version}"`)
+      return { version }
+    })
+  }
+  const a = await withCache(options)
+  const b = await withCache(options)
+  t.teardown(() => a.app.close())
+  t.teardown(() => b.app.close())
+  route(a.app)
+  route(b.app)
+  await a.app.ready()
+  await b.app.ready()
+  const raw = new Redis(server.url)
+  t.teardown(() => raw.disconnect())
+
+  const first = await a.app.inject('/doc')
+  await a.app.inject('/own')
+  // The codec's entry follows the guard stamp (18 bytes without tags); its byte 2 holds the flags.
+  const flags = async (key: string): Promise<number> => ((await raw.getBuffer(key)) as Buffer).subarray(18)[2]
+  t.equal(await flags('dg:doc') & 0x20, 0x20, 'the ETag the fill computed: flagged')
+  t.equal(await flags('dg:own') & 0x20, 0, "the handler's own ETag: not flagged")
+  for (const next of [1, 2, 3]) {
+    const before = await b.app.inject('/doc')
+    t.equal(before.headers['x-cache'], 'HIT')
+    t.equal(before.json().version, next - 1)
+    version = next
+    await a.app.cache.delete('doc')
+    const miss = await a.app.inject('/doc')
+    t.equal(miss.headers['x-cache'], 'MISS')
+    t.not(miss.headers.etag, first.headers.etag, 'a new body, a new ETag')
+    const hit = await b.app.inject('/doc')
+    t.equal(hit.headers['x-cache'], 'HIT')
+    t.equal(hit.json().version, next, `b serves version ${next}, not the one it read before`)
+    t.equal(hit.headers.etag, miss.headers.etag)
+  }
+})
