@@ -1,6 +1,7 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
+import memjs from 'memjs'
 import { withCache, ERROR, WARN, type LogLine } from './helpers/app.js'
 import { startMemcached, type MemcachedServer } from './helpers/memcached-server.js'
 
@@ -173,4 +174,34 @@ t.test('memcached down at start-up: the memory fallback serves, then memcached t
   t.equal(await app.cache.ping(), true)
   t.equal((await app.inject('/n/2')).headers['x-cache'], 'MISS')
   t.equal((await app.inject('/n/2')).headers['x-cache'], 'HIT')
+})
+
+t.test('past 2^31 and 2^32 requests of one client (memjs numbers each one): lookups and fills keep working', async (t) => {
+  const server = await startMemcached()
+  t.teardown(() => server.stop())
+  const client = memjs.Client.create(server.address, { retries: 1, failover: false, logger: { log () {} } })
+  t.teardown(() => client.close())
+  const numbered = client as unknown as { seq: number }
+  const { app, logs } = await withCache({ backend: 'memcached', memcached: { client }, operationTimeout: 500 })
+  t.teardown(() => app.close())
+  let calls = 0
+  app.get('/n/:id', { config: { cache: { keyPrefix: 'n:{id}' } } }, async (request) => {
+    calls++
+    return { id: (request.params as { id: string }).id }
+  })
+  await app.ready()
+  // Where a long-running process gets after ~2^31 requests, then ~2^32: the request number
+  // (the protocol's 32-bit opaque) crosses the signed boundary, then wraps.
+  for (const [from, base] of [[0x7ffffff0, 1000], [0xfffffff0, 2000]] as const) {
+    numbered.seq = from
+    for (let i = 0; i < 8; i++) {
+      const url = `/n/${base + i}`
+      t.equal((await app.inject(url)).headers['x-cache'], 'MISS', `${url} (request number ${numbered.seq})`)
+      const hit = await app.inject(url)
+      t.equal(hit.headers['x-cache'], 'HIT', `${url} (request number ${numbered.seq})`)
+      t.same(hit.json(), { id: String(base + i) })
+    }
+  }
+  t.equal(calls, 16, 'one handler call per key')
+  t.same(logs.filter((l) => l.level >= WARN).map((l) => l.msg), [], 'no store failure')
 })

@@ -514,3 +514,23 @@ t.test('a server out of memory (-M): a lookup whose guard add is refused still r
   t.same(read.value, b('body'), 'the entry is read as if the add had not been sent')
   t.type(read.token?.id, 'string', 'with the guard in place')
 })
+
+t.test("requests are built byte for byte as memjs's own builder builds them, for any request number up to 2^32 - 1", async (t) => {
+  const { requestBuffer } = await import('../lib/stores/memcached-client.js')
+  const cases: Array<[number, string, Buffer | undefined, Buffer | undefined]> = [
+    [0x00, 'prefix:widget:42', undefined, undefined],
+    [0x01, 'prefix:ключ:é', Buffer.from([0, 0, 0, 0, 0, 0, 0x0e, 0x10]), Buffer.from('value bytes')],
+    [0x02, 'k', Buffer.alloc(8, 7), Buffer.alloc(3000, 1)],
+    [0x1c, 'guard\u0000g', Buffer.from([0, 0, 1, 0]), undefined],
+    [0x0b, '', undefined, undefined],
+  ]
+  for (const [opcode, key, extras, value] of cases) {
+    for (const opaque of [0, 1, 0x7fffffff]) {
+      t.same(requestBuffer(opcode, key, extras, value, opaque), memjs.Utils.makeRequestBuffer(opcode, key, extras ?? '', value ?? '', opaque), `opcode ${opcode}, key ${JSON.stringify(key)}, opaque ${opaque}`)
+    }
+    // memjs cannot build these (its numbers never get there without turning negative).
+    const high = requestBuffer(opcode, key, extras, value, 0xffffffff)
+    t.equal(high.readUInt32BE(12), 0xffffffff)
+    t.same(high.subarray(16), memjs.Utils.makeRequestBuffer(opcode, key, extras ?? '', value ?? '', 0).subarray(16))
+  }
+})

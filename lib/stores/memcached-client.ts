@@ -92,9 +92,8 @@ export interface RequestParts {
  */
 export function request (conn: MemcachedConnection, opcode: number, key: string, parts: RequestParts = {}): Promise<Response> {
   const { client } = conn
-  client.incrSeq()
-  const seq = client.seq
-  const buffer = memjs.Utils.makeRequestBuffer(opcode, key, parts.extras ?? '', parts.value ?? '', seq)
+  const seq = nextOpaque(client)
+  const buffer = requestBuffer(opcode, key, parts.extras, parts.value, seq)
   parts.cas?.copy(buffer, 16)
   const server = client.server(key)
   batchWrites((server as (Server & { _socket?: Socket }) | null | undefined)?._socket)
@@ -103,14 +102,50 @@ export function request (conn: MemcachedConnection, opcode: number, key: string,
 
 /** `version` on one given server: whether that server answers. */
 export function serverVersion (conn: MemcachedConnection, server: Server, timeout = conn.timeout): Promise<Response> {
-  conn.client.incrSeq()
-  const seq = conn.client.seq
-  const buffer = memjs.Utils.makeRequestBuffer(Op.version, '', '', '', seq)
+  const seq = nextOpaque(conn.client)
+  const buffer = requestBuffer(Op.version, '', undefined, undefined, seq)
   return withDeadline(conn, server, timeout, (done) => {
     server.onResponse(seq, (response) => done(null, response))
     server.onError(seq, (err) => done(err))
     server.write(buffer)
   })
+}
+
+/**
+ * The next request number, kept within the protocol's unsigned 32 bits. memjs's own incrSeq
+ * wraps with `&= 0xffffffff`, which turns the number negative past 2^31: its request builder
+ * then throws (out of range) and no request of the process reaches memcached again for the
+ * next 2^31 numbers. Stored on the client, as memjs pairs responses with callbacks by it.
+ */
+function nextOpaque (client: Client): number {
+  const numbered = client as Client & { seq: number }
+  numbered.seq = ((numbered.seq >>> 0) + 1) >>> 0
+  return numbered.seq
+}
+
+/**
+ * A binary-protocol request: the 24-byte header (magic, opcode, key and extras lengths, body
+ * length, opaque; data type, vbucket and CAS zero), then extras, key and value. One pooled
+ * allocation; memjs's builder makes five and zero-fills twice, for every request.
+ */
+export function requestBuffer (opcode: number, key: string, extras: Buffer | undefined, value: Buffer | undefined, opaque: number): Buffer {
+  const keyLength = Buffer.byteLength(key)
+  const extrasLength = extras?.length ?? 0
+  const bodyLength = extrasLength + keyLength + (value?.length ?? 0)
+  const buffer = Buffer.allocUnsafe(24 + bodyLength)
+  buffer[0] = 0x80
+  buffer[1] = opcode
+  buffer.writeUInt16BE(keyLength, 2)
+  buffer[4] = extrasLength
+  buffer[5] = 0
+  buffer.writeUInt16BE(0, 6)
+  buffer.writeUInt32BE(bodyLength, 8)
+  buffer.writeUInt32BE(opaque, 12)
+  buffer.fill(0, 16, 24)
+  extras?.copy(buffer, 24)
+  buffer.write(key, 24 + extrasLength, keyLength, 'utf8')
+  value?.copy(buffer, 24 + extrasLength + keyLength)
+  return buffer
 }
 
 type Done = (err: unknown, response?: Response) => void
