@@ -2,6 +2,9 @@ import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
 import memjs from 'memjs'
+import { randomBytes } from 'node:crypto'
+import { isDeepStrictEqual } from 'node:util'
+import { startCutProxy } from './helpers/cut-proxy.js'
 import { withCache, ERROR, WARN, type LogLine } from './helpers/app.js'
 import { startMemcached, type MemcachedServer } from './helpers/memcached-server.js'
 
@@ -204,4 +207,33 @@ t.test('past 2^31 and 2^32 requests of one client (memjs numbers each one): look
   }
   t.equal(calls, 16, 'one handler call per key')
   t.same(logs.filter((l) => l.level >= WARN).map((l) => l.msg), [], 'no store failure')
+})
+
+t.test('a connection cut in the middle of an answer: the next connection is read from its own first byte', async (t) => {
+  const server = await startMemcached()
+  t.teardown(() => server.stop())
+  const proxy = await startCutProxy(server.host, server.port)
+  t.teardown(() => proxy.close())
+  const { app, logs } = await withCache({ backend: 'memcached', memcached: { servers: proxy.address }, operationTimeout: 300 })
+  t.teardown(() => app.close())
+  // Random text: compressed it still takes ~150 KB, many TCP reads.
+  const big = { text: randomBytes(150_000).toString('base64') }
+  await app.cache.set('big', big)
+  t.same(await app.cache.get('big'), big, 'read whole through the relay')
+
+  proxy.cutAfter(20_000)
+  t.equal(await app.cache.get('big'), undefined, 'the cut read fails open')
+  // The cut request's own deadline resets the connection; afterwards every read must come back.
+  let read: unknown
+  for (let i = 0; i < 40 && !isDeepStrictEqual(read, big); i++) {
+    await sleep(100)
+    read = await app.cache.get('big')
+  }
+  t.same(read, big, 'read whole again on a new connection')
+  for (let i = 0; i < 5; i++) {
+    await app.cache.set(`small-${i}`, { i })
+    t.same(await app.cache.get(`small-${i}`), { i })
+    t.same(await app.cache.get('big'), big)
+  }
+  t.ok(logs.some((l) => l.level === WARN && /memcached/.test(String(l.msg))), 'the cut read was logged')
 })

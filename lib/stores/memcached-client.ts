@@ -3,6 +3,7 @@ import memjs from 'memjs'
 import type { Client, Response, Server } from 'memjs'
 import { CacheConfigurationError } from '../errors.js'
 import { batchWrites } from './batch-writes.js'
+import { parseResponsesOf } from './memcached-responses.js'
 import type { MemcachedOptions } from '../schemas.js'
 import type { StoreContext } from './store.js'
 
@@ -39,8 +40,11 @@ export function buildConnection (options: MemcachedOptions | undefined, ctx: Sto
     username: options?.username,
     password: options?.password,
   }
-  const servers = parseServers(options?.servers ?? 'localhost:11211').map(({ host, port, username, password }) =>
-    new memjs.Server(host, port, username, password, serverOptions))
+  const servers = parseServers(options?.servers ?? 'localhost:11211').map(({ host, port, username, password }) => {
+    const server = new memjs.Server(host, port, username, password, serverOptions)
+    parseResponsesOf(server)
+    return server
+  })
   const client = new memjs.Client(servers, {
     retries: 1,
     retry_delay: 0,
