@@ -273,6 +273,17 @@ t.test('compression: large bodies and values are stored gzipped in Redis and rea
   t.ok((await raw.getBuffer('plain:v') as Buffer).length > size, 'compression: { enabled: false } stores it as is')
 })
 
+/** Two instances on one Redis with the same options and routes, ready. */
+async function twoApps (t: Teardown, options: ServerCacheOptions, route: (app: FastifyInstance) => void): Promise<Array<{ app: FastifyInstance }>> {
+  return await Promise.all([0, 1].map(async () => {
+    const { app } = await withCache(options)
+    t.teardown(() => app.close())
+    route(app)
+    await app.ready()
+    return { app }
+  }))
+}
+
 t.test('compressed entries: a hit serves the bytes stored now, even under the same key and a fixed ETag', async (t) => {
   const server = await startRedisServer(t)
   const options = { backend: 'redis', redis: { url: server.url }, keyPrefix: 'gz2', compression: { enabled: true, threshold: 64 } } as const
@@ -284,14 +295,7 @@ t.test('compressed entries: a hit serves the bytes stored now, even under the sa
       return { version, text: 'lorem ipsum '.repeat(200) }
     })
   }
-  const a = await withCache(options)
-  const b = await withCache(options)
-  t.teardown(() => a.app.close())
-  t.teardown(() => b.app.close())
-  route(a.app)
-  route(b.app)
-  await a.app.ready()
-  await b.app.ready()
+  const [a, b] = await twoApps(t, options, route)
 
   t.equal((await a.app.inject('/doc')).json().version, 0, 'a: MISS stores version 0')
   t.equal((await a.app.inject('/doc')).headers['x-cache'], 'HIT')
@@ -320,14 +324,7 @@ t.test('entries whose ETag the fill computed are flagged, and another instance s
       return { version }
     })
   }
-  const a = await withCache(options)
-  const b = await withCache(options)
-  t.teardown(() => a.app.close())
-  t.teardown(() => b.app.close())
-  route(a.app)
-  route(b.app)
-  await a.app.ready()
-  await b.app.ready()
+  const [a, b] = await twoApps(t, options, route)
   const raw = new Redis(server.url)
   t.teardown(() => raw.disconnect())
 
