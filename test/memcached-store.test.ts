@@ -1,6 +1,7 @@
 import t from 'tap'
 import memjs from 'memjs'
 import { pino } from 'pino'
+import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -411,6 +412,28 @@ t.test('SASL: wrong credentials reject promptly instead of hanging', async (t) =
   await t.rejects(cache.get('k'), { message: /authentication/ })
   t.ok(Date.now() - started < 2000)
   t.equal(await cache.ping(), false)
+})
+
+t.test('SASL: the right credentials authenticate, and reads and writes go through', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mc-sasl-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const db = join(dir, 'sasldb')
+  // Cyrus SASL's own tool (Debian: sasl2-bin) writes the user database memcached reads.
+  execFileSync('saslpasswd2', ['-p', '-c', '-f', db, '-a', 'memcached', 'alice'], { input: 's3cret', env: { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` } })
+  writeFileSync(join(dir, 'memcached.conf'), `mech_list: plain\nsasldb_path: ${db}\n`)
+  const s = await server(t, { args: ['-S'], env: { SASL_CONF_PATH: dir } })
+  const prefix = uniquePrefix()
+  const cache = createMemcachedStore({ servers: s.address, username: 'alice', password: 's3cret' },
+    { keyPrefix: prefix, operationTimeout: OPERATION_TIMEOUT, log: silent })
+  t.teardown(() => cache.close())
+  await cache.connect()
+  await cache.set(`${prefix}:a`, Buffer.from('v1'), 60)
+  t.same(await cache.get(`${prefix}:a`), Buffer.from('v1'))
+  t.equal(await cache.ping(), true)
+  const wrong = createMemcachedStore({ servers: s.address, username: 'alice', password: 'not-it' },
+    { keyPrefix: prefix, operationTimeout: OPERATION_TIMEOUT, log: silent })
+  t.teardown(() => wrong.close())
+  await t.rejects(wrong.connect(), { message: /authentication/ }, 'the same user with another password is refused')
 })
 
 t.test('a server that dies under deletes and writes: every call rejects, none leaves an unhandled rejection', async (t) => {
