@@ -1,5 +1,5 @@
-import * as crypto from 'node:crypto'
 import { gunzipSync, gzipSync } from 'node:zlib'
+import { ownCopy, sha1 } from './bytes.js'
 import { EntryMemo } from './entry-memo.js'
 
 /*
@@ -59,6 +59,8 @@ export class Codec {
   readonly #decoded = new WeakMap<Buffer, Entry>()
   /** Response entries read from remote stores, by content (see EntryMemo). */
   readonly #remote = new EntryMemo<ResponseEntry>()
+  /** What the memo decodes with, made once: not a new closure on every remote hit. */
+  readonly #decodeResponse = (buf: Buffer): ResponseEntry => this.#decode(buf) as ResponseEntry
 
   constructor (compression: CodecOptions) {
     this.#compress = compression
@@ -113,7 +115,7 @@ export class Codec {
       // Only responses are shared: a provider value is parsed anew for every caller, who may
       // change the object it gets.
       return buf.length > 2 && (buf[2] & 0x0F) === KIND_RESPONSE
-        ? this.#remote.get(key, buf, identifyingBytes(buf), (b) => this.#decode(b) as ResponseEntry, kept)
+        ? this.#remote.get(key, buf, identifyingBytes(buf), this.#decodeResponse, kept)
         : this.#decode(buf)
     }
     const cached = this.#decoded.get(buf)
@@ -196,13 +198,8 @@ function copyInto (out: Buffer, parts: Buffer[]): Buffer {
 function kept (entry: ResponseEntry): { value: ResponseEntry, size: number } {
   const body = entry.body
   const own = body.byteOffset === 0 && body.length === body.buffer.byteLength
-  return { value: own ? entry : { ...entry, body: exact([body], body.length) }, size: body.length }
+  return { value: own ? entry : { ...entry, body: ownCopy(body) }, size: body.length }
 }
-
-// crypto.hash (one call, no Hash object) is Node >= 20.12; older 20.x take the long way.
-const sha1: (data: Buffer) => string = typeof crypto.hash === 'function'
-  ? (data) => crypto.hash('sha1', data, 'base64url')
-  : (data) => crypto.createHash('sha1').update(data).digest('base64url')
 
 /** A strong validator derived from the exact bytes, computed once when the entry is stored. */
 export function strongEtag (body: Buffer): string {

@@ -1,4 +1,4 @@
-import * as crypto from 'node:crypto'
+import { ownCopy, sha1 } from './bytes.js'
 
 /** Bytes of decoded entries kept per process. */
 const MAX_BYTES = 16 * 1024 * 1024
@@ -8,11 +8,6 @@ const MAX_ENTRY_BYTES = 256 * 1024
 const ENTRY_OVERHEAD = 256
 /** Once full, one new key in this many is kept (see get). */
 const ADMIT_EVERY = 32
-
-// crypto.hash (one call, no Hash object) is Node >= 20.12; older 20.x take the long way.
-const digest: (data: Buffer) => string = typeof crypto.hash === 'function'
-  ? (data) => crypto.hash('sha1', data, 'base64')
-  : (data) => crypto.createHash('sha1').update(data).digest('base64')
 
 /** What a kept entry was decoded from: a digest of all its bytes, or a copy of its identifying head. */
 type Identity = string | Buffer
@@ -25,8 +20,8 @@ interface Kept<T> { id: Identity, value: T, size: number }
  * apart (a copy of the metadata, whose ETag is a digest of the body: compared, not hashed, on
  * every hit), else a SHA-1 of all of them. Redis and Memcached hand back a new Buffer on every
  * read, so the codec's per-Buffer memo cannot help, and each hit paid the metadata JSON parse
- * and, for a compressed body, a zlib context (allocation and GC included) for the same result. A kept entry is used only for the
- * very bytes it came from, so it can never be stale; a key whose bytes changed (a new fill)
+ * and, for a compressed body, a zlib context (allocation and GC included) for the same result.
+ * A kept entry is used only for the very bytes it came from, so it can never be stale; a key whose bytes changed (a new fill)
  * replaces its old entry, so nothing dead stays behind after invalidations.
  *
  * Bounded, least recently used out first; but once full, a key not kept yet is kept only one
@@ -65,7 +60,7 @@ export class EntryMemo<T> {
       this.#entries.delete(key)
       const id = known.id
       if (typeof id === 'string'
-        ? identifying === 0 && id === (d = digest(bytes))
+        ? identifying === 0 && id === (d = sha1(bytes))
         : identifying === id.length && bytes.compare(id, 0, identifying, 0, identifying) === 0) {
         this.#entries.set(key, known)
         return known.value
@@ -78,7 +73,7 @@ export class EntryMemo<T> {
     const kept = keep(decoded)
     const size = kept.size + ENTRY_OVERHEAD + identifying
     if (size > MAX_ENTRY_BYTES) return decoded
-    const id = identifying > 0 ? copyOf(bytes, identifying) : d ?? digest(bytes)
+    const id = identifying > 0 ? ownCopy(bytes, 0, identifying) : d ?? sha1(bytes)
     this.#entries.set(key, { id, value: kept.value, size })
     this.#bytes += size
     for (const [k, e] of this.#entries) {
@@ -88,11 +83,4 @@ export class EntryMemo<T> {
     }
     return kept.value
   }
-}
-
-/** A Buffer of its own: a slice of Node's shared pool would keep a whole 8 KiB slab alive. */
-function copyOf (bytes: Buffer, length: number): Buffer {
-  const copy = Buffer.allocUnsafeSlow(length)
-  bytes.copy(copy, 0, 0, length)
-  return copy
 }

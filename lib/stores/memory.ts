@@ -1,4 +1,5 @@
 import { CacheConfigurationError } from '../errors.js'
+import { ownCopy } from '../bytes.js'
 import { compileGlob } from '../glob.js'
 import type { Read, Store, Token } from './store.js'
 
@@ -321,10 +322,7 @@ export class MemoryStore implements Store {
  * slice) would keep its whole ArrayBuffer, e.g. an 8 KiB pool slab, alive uncharged.
  */
 function ownBuffer (value: Buffer): Buffer {
-  if (value.byteOffset === 0 && value.byteLength === value.buffer.byteLength) return value
-  const copy = Buffer.allocUnsafeSlow(value.byteLength)
-  value.copy(copy)
-  return copy
+  return value.byteOffset === 0 && value.byteLength === value.buffer.byteLength ? value : ownCopy(value)
 }
 
 function positiveInteger (name: string, value: number): number {

@@ -192,7 +192,7 @@ export function createRedisStore (options: RedisOptions | undefined, ctx: StoreC
       // Plain commands on the one connection keep their order, as a pipeline would, without
       // building one (its object, promise and result array cost a fill more than the writes).
       batchWrites((client as Redis).stream)
-      await Promise.all(commands.map(async ([name, ...args]) => await client.call(name, ...args)))
+      await Promise.all(commands.map(([name, ...args]) => client.call(name, ...args)))
       return
     }
     await Promise.all(commands.map(async (command) => await inOrder([command])))
