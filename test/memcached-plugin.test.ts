@@ -185,14 +185,19 @@ t.test('past 2^31 and 2^32 requests of one client (memjs numbers each one): look
   const client = memjs.Client.create(server.address, { retries: 1, failover: false, logger: { log () {} } })
   t.teardown(() => client.close())
   const numbered = client as unknown as { seq: number }
-  const { app, logs } = await withCache({ backend: 'memcached', memcached: { client }, operationTimeout: 500 })
+  const { app, logs } = await withCache({ backend: 'memcached', memcached: { client }, operationTimeout: 500, keyPrefix: 'numbered' })
   t.teardown(() => app.close())
+  // A second instance on the same memcached, its requests numbered from 0.
+  const other = await withCache({ backend: 'memcached', memcached: { servers: server.address }, operationTimeout: 500, keyPrefix: 'numbered' })
+  t.teardown(() => other.app.close())
   let calls = 0
-  app.get('/n/:id', { config: { cache: { keyPrefix: 'n:{id}' } } }, async (request) => {
-    calls++
-    return { id: (request.params as { id: string }).id }
-  })
-  await app.ready()
+  for (const instance of [app, other.app]) {
+    instance.get('/n/:id', { config: { cache: { keyPrefix: 'n:{id}' } } }, async (request) => {
+      calls++
+      return { id: (request.params as { id: string }).id }
+    })
+    await instance.ready()
+  }
   // Where a long-running process gets after ~2^31 requests, then ~2^32: the request number
   // (the protocol's 32-bit opaque) crosses the signed boundary, then wraps.
   for (const [from, base] of [[0x7ffffff0, 1000], [0xfffffff0, 2000]] as const) {
@@ -203,10 +208,13 @@ t.test('past 2^31 and 2^32 requests of one client (memjs numbers each one): look
       const hit = await app.inject(url)
       t.equal(hit.headers['x-cache'], 'HIT', `${url} (request number ${numbered.seq})`)
       t.same(hit.json(), { id: String(base + i) })
+      const elsewhere = await other.app.inject(url)
+      t.equal(elsewhere.headers['x-cache'], 'HIT', `${url}: the other instance serves the entry`)
+      t.same(elsewhere.json(), { id: String(base + i) })
     }
   }
-  t.equal(calls, 16, 'one handler call per key')
-  t.same(logs.filter((l) => l.level >= WARN).map((l) => l.msg), [], 'no store failure')
+  t.equal(calls, 16, 'one handler call per key, over both instances')
+  t.same([...logs, ...other.logs].filter((l) => l.level >= WARN).map((l) => l.msg), [], 'no store failure')
 })
 
 t.test('a connection cut in the middle of an answer: the next connection is read from its own first byte', async (t) => {
@@ -214,12 +222,16 @@ t.test('a connection cut in the middle of an answer: the next connection is read
   t.teardown(() => server.stop())
   const proxy = await startCutProxy(server.host, server.port)
   t.teardown(() => proxy.close())
-  const { app, logs } = await withCache({ backend: 'memcached', memcached: { servers: proxy.address }, operationTimeout: 300 })
+  const { app, logs } = await withCache({ backend: 'memcached', memcached: { servers: proxy.address }, operationTimeout: 300, keyPrefix: 'cut' })
   t.teardown(() => app.close())
   // Random text: compressed it still takes ~150 KB, many TCP reads.
+  // A second instance on the same memcached, not behind the relay.
+  const direct = await withCache({ backend: 'memcached', memcached: { servers: server.address }, operationTimeout: 300, keyPrefix: 'cut' })
+  t.teardown(() => direct.app.close())
   const big = { text: randomBytes(150_000).toString('base64') }
   await app.cache.set('big', big)
   t.same(await app.cache.get('big'), big, 'read whole through the relay')
+  t.same(await direct.app.cache.get('big'), big, 'and by the other instance')
 
   proxy.cutAfter(20_000)
   t.equal(await app.cache.get('big'), undefined, 'the cut read fails open')
@@ -233,6 +245,9 @@ t.test('a connection cut in the middle of an answer: the next connection is read
   for (let i = 0; i < 5; i++) {
     await app.cache.set(`small-${i}`, { i })
     t.same(await app.cache.get(`small-${i}`), { i })
+    t.same(await direct.app.cache.get(`small-${i}`), { i }, 'what the cut instance writes, the other reads')
+    await direct.app.cache.set(`other-${i}`, { i })
+    t.same(await app.cache.get(`other-${i}`), { i }, 'and the other way round')
     t.same(await app.cache.get('big'), big)
   }
   t.ok(logs.some((l) => l.level === WARN && /memcached/.test(String(l.msg))), 'the cut read was logged')
